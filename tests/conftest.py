@@ -1,0 +1,69 @@
+"""Fixtures that launch lesson scripts as subprocesses and always stop them."""
+
+import signal
+
+import pytest
+
+from servers import STATIC_SERVERS, make_docroot, script_path, start_server
+
+# A pytest started in the background by a non-interactive shell inherits
+# SIGINT as "ignored", and so would every server it starts: Ctrl+C tests
+# would then hang.  Give our children the default disposition back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session")
+def shared_docroot(tmp_path_factory):
+    """One read-only docroot for the tests that only read files."""
+    return make_docroot(tmp_path_factory.mktemp("site") / "root")
+
+
+@pytest.fixture
+def docroot(tmp_path):
+    """A fresh docroot a test may change."""
+    return make_docroot(tmp_path / "root")
+
+
+class Launcher:
+    """Starts scripts for one test; stops each with Ctrl+C and checks the exit."""
+
+    def __init__(self, log_folder):
+        self.log_folder = log_folder
+        self.servers = []
+
+    def __call__(self, script, *args, **options):
+        log_path = self.log_folder / ("server-%d.log" % len(self.servers))
+        server = start_server(script, *args, log_path=log_path, **options)
+        self.servers.append(server)
+        return server
+
+    def stop_all(self):
+        problems = []
+        for server in self.servers:
+            for problem in server.stop():
+                problems.append("%s: %s" % (server.script.name, problem))
+            # Captured output of a teardown is shown only when the test fails.
+            print("---- output of %s ----\n%s" % (" ".join(server.command[2:]), server.output()))
+        return problems
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """launch(script, *extra_args, directory=..., cwd=...) -> a started ServerProcess."""
+    launcher = Launcher(tmp_path)
+    yield launcher
+    problems = launcher.stop_all()
+    assert not problems, "server did not stop cleanly: %s" % "; ".join(problems)
+
+
+@pytest.fixture(scope="module", params=STATIC_SERVERS)
+def static_server(request, tmp_path_factory, shared_docroot):
+    """One server per lesson, shared by a module's tests that leave it as they found it."""
+    launcher = Launcher(tmp_path_factory.mktemp(request.param))
+    server = launcher(script_path(request.param), directory=shared_docroot)
+    server.docroot = shared_docroot
+    server.lesson = request.param
+    yield server
+    problems = launcher.stop_all()
+    assert not problems, "server did not stop cleanly: %s" % "; ".join(problems)

@@ -1,0 +1,191 @@
+"""Launching lesson scripts as real processes, the way a student runs them.
+
+A ServerProcess starts a script on port 0 in its own session (process group),
+learns the port from the startup line, keeps everything the script prints in
+a log, and stops it the way a person does: Ctrl+C (SIGINT to the whole
+foreground group).  Its stop() reports anything short of a clean exit.
+"""
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LESSONS = REPO / "lessons"
+
+# Every lesson that serves files keeps the shared contract (tests/test_contract.py).
+# A new server lesson joins it by adding its id here.
+STATIC_SERVERS = [
+    "06_static_single",
+]
+
+STARTUP_LINE = re.compile(
+    r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+) \(http://(?P<url_host>\S+):(?P=port)/\) \.\.\.")
+STARTUP_TIMEOUT = 20.0  # gevent and a cold disk can be slow to import
+STOP_TIMEOUT = 10.0
+
+
+def script_path(lesson_id, folder=LESSONS):
+    return Path(folder) / (lesson_id + ".py")
+
+
+class ServerFailed(AssertionError):
+    pass
+
+
+class ServerProcess:
+    def __init__(self, script, args=(), log_path=None, cwd=None, env=None):
+        self.script = Path(script)
+        self.command = [sys.executable, "-u", str(self.script), *map(str, args)]
+        self.log_path = log_path
+        self.lines = []
+        self._first_line = queue.Queue()
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd, env=env)
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+        self.host = self.port = None
+
+    def _read_output(self):
+        log = open(self.log_path, "w", encoding="utf-8") if self.log_path else None
+        try:
+            for raw in self.process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if not self.lines:
+                    self._first_line.put(line)
+                self.lines.append(line)
+                if log:
+                    log.write(line + "\n")
+                    log.flush()
+        finally:
+            self._first_line.put(None)
+            if log:
+                log.close()
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def wait_for_startup(self, timeout=STARTUP_TIMEOUT):
+        """Block until the startup line arrives; return self with port and host set."""
+        try:
+            line = self._first_line.get(timeout=timeout)
+        except queue.Empty:
+            raise ServerFailed("no startup line within %.0f s\n%s" % (timeout, self.output()))
+        match = STARTUP_LINE.fullmatch(line or "")
+        if not match:
+            self._reader.join(2)
+            raise ServerFailed("first line is not the startup line: %r\n%s" % (line, self.output()))
+        self.host, self.port = match["host"], int(match["port"])
+        return self
+
+    def output(self):
+        return "\n".join(self.lines)
+
+    def group_members(self):
+        """Live (non-zombie) processes still in the server's process group."""
+        members = []
+        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            state, pgid = fields[0], int(fields[2])
+            if pgid == self.pid and state != "Z":
+                members.append(int(entry.name))
+        return members
+
+    def interrupt(self):
+        """Ctrl+C: SIGINT to the whole foreground group, as a terminal sends it."""
+        try:
+            os.killpg(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def kill(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self):
+        """Ctrl+C, then check the exit; returns a list of problems (empty when clean)."""
+        problems = []
+        if self.process.poll() is None:
+            self.interrupt()
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            problems.append("still running %.0f s after Ctrl+C" % STOP_TIMEOUT)
+        self._reader.join(STOP_TIMEOUT)
+        deadline = time.monotonic() + 2.0
+        while self.group_members() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leftovers = self.group_members()
+        if leftovers:
+            problems.append("processes left behind after Ctrl+C: %s" % leftovers)
+        self.kill()
+        if self.process.returncode not in (0, None) and not problems:
+            problems.append("exit status %s after Ctrl+C" % self.process.returncode)
+        if "Traceback" in self.output():
+            problems.append("a traceback in the output")
+        return problems
+
+
+def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,
+                 port=0, bind="127.0.0.1"):
+    """Start a lesson server on port 0 and wait for its startup line."""
+    command_args = [port, "--bind", bind]
+    if directory is not None:
+        command_args += ["--directory", directory]
+    server = ServerProcess(script, [*command_args, *args], log_path=log_path, cwd=cwd, env=env)
+    try:
+        return server.wait_for_startup()
+    except BaseException:
+        server.kill()
+        raise
+
+
+def make_docroot(root):
+    """The docroot the contract tests serve: small, known bytes, and traps."""
+    root = Path(root)
+    outside = root.parent / (root.name + "-outside")
+    outside.mkdir(parents=True, exist_ok=True)
+    (outside / "secret.txt").write_text("SECRET: outside the docroot\n")
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "index.html": "<!DOCTYPE html>\n<title>Test home</title>\n<h1>Test home</h1>\n",
+        "style.css": "body { font-family: sans-serif; }\n",
+        "app.js": "console.log('hello');\n",
+        "notes.txt": "plain text\n",
+        "sub/index.html": "<!DOCTYPE html>\n<title>Sub</title>\n<p>nested index</p>\n",
+        "sub/page.html": "<p>a page in sub</p>\n",
+        "noindex/readme.txt": "a folder without index.html\n",
+        "中文.html": "<!DOCTYPE html>\n<meta charset=\"utf-8\">\n<p>你好，世界</p>\n",
+        "with space.txt": "a file name with a space\n",
+        "empty.txt": "",
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    (root / "image.png").write_bytes(bytes(range(256)) * 8)  # binary, every byte value
+    for link, target in [("link-out.txt", outside / "secret.txt"), ("link-dir", outside)]:
+        if not (root / link).is_symlink():
+            os.symlink(target, root / link)
+    if hasattr(os, "mkfifo") and not (root / "fifo").exists():
+        os.mkfifo(root / "fifo")
+    return root

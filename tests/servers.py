@@ -29,6 +29,11 @@ STARTUP_LINE = re.compile(
     r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+) \(http://(?P<url_host>\S+):(?P=port)/\) \.\.\.")
 STARTUP_TIMEOUT = 20.0  # gevent and a cold disk can be slow to import
 STOP_TIMEOUT = 10.0
+# Output kept per process: beyond it, a script that floods its output is
+# drained (so it never blocks on a full pipe) and counted, not stored.
+OUTPUT_LIMIT = 16 * 1024 * 1024
+LONGEST_LINE = 64 * 1024  # a longer "line" is cut, so a flood without "\n" stays bounded
+LONGEST_STARTUP_LINE = 4096  # the real one is under 100 characters
 
 
 def script_path(lesson_id, folder=LESSONS):
@@ -40,11 +45,15 @@ class ServerFailed(AssertionError):
 
 
 class ServerProcess:
-    def __init__(self, script, args=(), log_path=None, cwd=None, env=None):
+    def __init__(self, script, args=(), log_path=None, cwd=None, env=None,
+                 output_limit=OUTPUT_LIMIT):
         self.script = Path(script)
         self.command = [sys.executable, "-u", str(self.script), *map(str, args)]
         self.log_path = log_path
         self.lines = []
+        self.output_limit = output_limit
+        self.kept_size = 0
+        self.dropped_size = 0  # bytes of output beyond output_limit
         self._first_line = queue.Queue()
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -55,19 +64,40 @@ class ServerProcess:
 
     def _read_output(self):
         log = open(self.log_path, "w", encoding="utf-8") if self.log_path else None
+        pending = b""
         try:
-            for raw in self.process.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if not self.lines:
-                    self._first_line.put(line)
-                self.lines.append(line)
-                if log:
-                    log.write(line + "\n")
-                    log.flush()
+            # Chunks, not lines: a script that prints without "\n" must not
+            # make us buffer without limit.
+            while chunk := self.process.stdout.read1(65536):
+                if self.kept_size >= self.output_limit:
+                    self.dropped_size += len(chunk)
+                    continue
+                *complete, pending = (pending + chunk).split(b"\n")
+                longest = LONGEST_LINE if self.lines or complete else LONGEST_STARTUP_LINE
+                if len(pending) > longest:
+                    complete.append(pending)
+                    pending = b""
+                for raw in complete:
+                    self._keep(raw, log)
+            if pending:
+                self._keep(pending, log)
         finally:
             self._first_line.put(None)
             if log:
                 log.close()
+
+    def _keep(self, raw, log):
+        if self.kept_size >= self.output_limit:
+            self.dropped_size += len(raw) + 1
+            return
+        line = raw.decode("utf-8", "replace")
+        if not self.lines:
+            self._first_line.put(line)
+        self.lines.append(line)
+        self.kept_size += len(raw) + 1
+        if log:
+            log.write(line + "\n")
+            log.flush()
 
     @property
     def pid(self):
@@ -82,12 +112,19 @@ class ServerProcess:
         match = STARTUP_LINE.fullmatch(line or "")
         if not match:
             self._reader.join(2)
-            raise ServerFailed("first line is not the startup line: %r\n%s" % (line, self.output()))
+            if line is None:
+                raise ServerFailed("exited (status %s) without printing the startup line\n%s"
+                                   % (self.process.poll(), self.output()))
+            raise ServerFailed("first line is not the startup line: %r\n%s"
+                               % (line[:200], self.output()))
         self.host, self.port = match["host"], int(match["port"])
         return self
 
     def output(self):
-        return "\n".join(self.lines)
+        text = "\n".join(self.lines)
+        if self.dropped_size:
+            text += "\n[... %d more bytes of output, not kept]" % self.dropped_size
+        return text
 
     def group_members(self):
         """Live (non-zombie) processes still in the server's process group."""
@@ -146,14 +183,16 @@ class ServerProcess:
 
 
 def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,
-                 port=0, bind="127.0.0.1"):
+                 port=0, bind="127.0.0.1", startup_timeout=STARTUP_TIMEOUT,
+                 output_limit=OUTPUT_LIMIT):
     """Start a lesson server on port 0 and wait for its startup line."""
     command_args = [port, "--bind", bind]
     if directory is not None:
         command_args += ["--directory", directory]
-    server = ServerProcess(script, [*command_args, *args], log_path=log_path, cwd=cwd, env=env)
+    server = ServerProcess(script, [*command_args, *args], log_path=log_path, cwd=cwd, env=env,
+                           output_limit=output_limit)
     try:
-        return server.wait_for_startup()
+        return server.wait_for_startup(startup_timeout)
     except BaseException:
         server.kill()
         raise

@@ -13,6 +13,18 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# Options of the exercise grader (tests/exercises/).  They live here, not
+# there, because pytest honours pytest_addoption only in the conftests it
+# loads at start-up, and tests/exercises/conftest.py is not one of them when
+# the whole tests/ folder runs.
+def pytest_addoption(parser):
+    group = parser.getgroup("exercises", "exercise grader (tests/exercises)")
+    group.addoption("--submission", metavar="DIR", default=None,
+                    help="folder of exercise answers to grade (default: the repo's solutions/)")
+    group.addoption("--gradescope-results", metavar="PATH", default=None,
+                    help="also write the grades in Gradescope's results.json format to PATH")
+
+
 @pytest.fixture(scope="session")
 def shared_docroot(tmp_path_factory):
     """One read-only docroot for the tests that only read files."""

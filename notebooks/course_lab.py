@@ -1,0 +1,254 @@
+"""Plumbing for the course notebooks: start lesson servers, always stop them, measure them.
+
+The notebooks show the interesting code (raw sockets, bytes, timings) in their
+own cells; what lives here is what a student should not have to read twice:
+
+* ``LessonServers`` starts lesson scripts through the test harness's launcher
+  (tests/servers.py), so a notebook launches servers exactly as the tests do:
+  on port 0, reading the startup line, stopped with Ctrl+C (SIGINT to the
+  server's process group).  Servers are stopped by ``stop_all()`` (the
+  notebooks' last cell), by ``with LessonServers() as servers:``, by ``atexit``
+  when the kernel shuts down, and -- if the kernel was killed outright so that
+  neither ran -- by the next kernel that imports this module, which sweeps up
+  the servers a dead kernel left behind (``sweep_orphans``).
+* ``group_memory`` / ``group_cpu_seconds`` read /proc for a server's whole
+  process group, so forking servers are measured with their children.
+"""
+
+import atexit
+import http.server
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent
+REPO = NOTEBOOKS.parent
+HTML = REPO / "html"
+LESSONS = REPO / "lessons"
+BENCH = REPO / "bench"
+
+# The harness the tests use: one launcher for tests and notebooks alike.
+for folder in (REPO / "tests", REPO):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+import servers as harness  # noqa: E402  (tests/servers.py)
+
+QUICK = os.environ.get("QUICK", "").strip().lower() not in ("", "0", "no", "false")
+
+# `python -m http.server` prints the same startup line as the lessons (they
+# copied it), so the harness can launch it as a script too.
+HTTP_SERVER_MODULE = Path(http.server.__file__)
+REGISTRY = Path(tempfile.gettempdir()) / ("course-notebook-servers-%d.json" % os.getuid())
+
+
+def lesson_script(lesson_id):
+    """lessons/<id>.py, or None when that lesson has not been written yet."""
+    path = harness.script_path(lesson_id)
+    return path if path.is_file() else None
+
+
+def find_lesson(prefix):
+    """The lesson whose file name starts with prefix ('04'), or None."""
+    matches = sorted(LESSONS.glob(prefix + "_*.py"))
+    return matches[0] if matches else None
+
+
+def missing(what, why):
+    """Say plainly that a part of the notebook is skipped, and why."""
+    print("SKIPPED: %s -- %s" % (what, why))
+
+
+# ---------------------------------------------------------------------------
+# Starting and always stopping servers
+# ---------------------------------------------------------------------------
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid):
+    try:
+        return Path("/proc/%d/cmdline" % pid).read_bytes().replace(b"\0", b" ").decode(
+            "utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _read_registry():
+    try:
+        return json.loads(REGISTRY.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _write_registry(entries):
+    temporary = REGISTRY.with_suffix(".%d.tmp" % os.getpid())
+    temporary.write_text(json.dumps(entries))
+    os.replace(temporary, REGISTRY)
+
+
+def sweep_orphans():
+    """Stop servers that a notebook kernel started and then died without stopping.
+
+    Only servers whose owning kernel is gone are touched, and only if the
+    process still runs the script it was started with (pids get reused).
+    """
+    kept, swept = [], []
+    for entry in _read_registry():
+        if _alive(entry["owner"]):
+            kept.append(entry)
+        elif _alive(entry["pid"]) and entry["script"] in _cmdline(entry["pid"]):
+            for sig in (signal.SIGINT, signal.SIGKILL):
+                try:
+                    os.killpg(entry["pid"], sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + 3
+                while _alive(entry["pid"]) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            swept.append(entry["pid"])
+    _write_registry(kept)
+    return swept
+
+
+class LessonServers:
+    """The servers one notebook started.
+
+    Use ``with LessonServers() as servers:`` for a block, or keep one for the
+    whole notebook and call ``stop_all()`` in its last cell; ``atexit`` stops
+    whatever is left when the kernel exits.
+    """
+
+    def __init__(self):
+        self.running = []
+        atexit.register(self.stop_all)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_all()
+
+    def start(self, script, *args, directory=None, **options):
+        """Start a script (a lesson path, a lesson id, or http.server) on port 0."""
+        script = Path(script)
+        if not script.suffix:
+            script = harness.script_path(str(script))
+        server = harness.start_server(script, *args, directory=directory, **options)
+        self.running.append(server)
+        entries = _read_registry()
+        entries.append({"pid": server.pid, "owner": os.getpid(), "script": str(script)})
+        _write_registry(entries)
+        return server
+
+    def start_reference(self, *args, directory=None):
+        """`python -m http.server`, the server a student would otherwise reach for."""
+        return self.start(HTTP_SERVER_MODULE, *args, directory=directory or HTML)
+
+    def stop(self, server):
+        """Ctrl+C, then a check that it exited cleanly; returns the problems found."""
+        problems = server.stop()
+        if server in self.running:
+            self.running.remove(server)
+        _write_registry([entry for entry in _read_registry() if entry["pid"] != server.pid])
+        return problems
+
+    def stop_all(self):
+        report = {}
+        for server in list(self.running):
+            report[server.script.name] = self.stop(server) or "stopped cleanly"
+        return report
+
+
+sweep_orphans()  # a kernel that was killed outright leaves its servers to us
+
+
+# ---------------------------------------------------------------------------
+# Reading /proc for a whole process group
+# ---------------------------------------------------------------------------
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(server):
+    """The server's process and any children it forked (same process group)."""
+    return server.group_members() or ([server.pid] if _alive(server.pid) else [])
+
+
+def process_memory(pid):
+    """(RSS, PSS) in bytes.  PSS splits pages shared by forked children fairly."""
+    rss = pss = 0
+    try:
+        for line in Path("/proc/%d/smaps_rollup" % pid).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "Rss":
+                rss = int(value.split()[0]) * 1024
+            elif name == "Pss":
+                pss = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return rss, pss
+
+
+def group_memory(server):
+    """Sum of RSS and of PSS over the server's process group, in bytes."""
+    totals = [0, 0]
+    for pid in group_pids(server):
+        rss, pss = process_memory(pid)
+        totals[0] += rss
+        totals[1] += pss
+    return {"processes": len(group_pids(server)), "rss": totals[0], "pss": totals[1]}
+
+
+def process_cpu_seconds(pid):
+    """(user, system) CPU seconds a live process has used so far."""
+    try:
+        fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def group_cpu_seconds(server):
+    user = system = 0.0
+    for pid in group_pids(server):
+        u, s = process_cpu_seconds(pid)
+        user += u
+        system += s
+    return user, system
+
+
+def open_descriptors(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def migrations(pid):
+    """How often the scheduler moved this process to another CPU."""
+    try:
+        for line in Path("/proc/%d/sched" % pid).read_text().splitlines():
+            if line.startswith("se.nr_migrations"):
+                return int(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def read_first_line(path, default="(not available here)"):
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default

@@ -1,0 +1,97 @@
+"""The course notebooks run top to bottom, are committed clean, and export for the site.
+
+Each notebook is executed in a fresh kernel with QUICK=1 (the short run);
+a failing cell fails its test with the cell's traceback.
+"""
+
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from servers import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+sys.path.insert(0, str(NOTEBOOKS))
+export = pytest.importorskip("export", reason="nbconvert/nbclient are needed for the notebooks")
+from nbclient.exceptions import CellExecutionError  # noqa: E402
+
+NAMES = ["01_http_structure", "02_c10k"]
+QUICK_CELL_TIMEOUT = 150  # seconds; the whole QUICK run of 02_c10k stays under two minutes
+RUN_MARK = "COURSE_NOTEBOOK_RUN"
+
+
+def processes_marked(mark):
+    """pid -> command line of every process whose environment carries RUN_MARK=mark.
+
+    The kernel gets the mark, and every server it starts inherits it: this
+    finds exactly the processes one notebook run left behind, whatever other
+    servers run on the machine.
+    """
+    needle = ("%s=%s" % (RUN_MARK, mark)).encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                    found[int(entry.name)] = command.decode("utf-8", "replace")
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_has_no_outputs(name):
+    notebook = json.loads((NOTEBOOKS / (name + ".ipynb")).read_text(encoding="utf-8"))
+    dirty = [index for index, cell in enumerate(notebook["cells"]) if cell["cell_type"] == "code"
+             and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    assert not dirty, "cells %s carry outputs: clear them before committing" % dirty
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_cells_have_slide_types(name):
+    notebook = json.loads((NOTEBOOKS / (name + ".ipynb")).read_text(encoding="utf-8"))
+    untyped = [index for index, cell in enumerate(notebook["cells"])
+               if "slide_type" not in cell.get("metadata", {}).get("slideshow", {})]
+    assert notebook["cells"][0]["metadata"]["slideshow"]["slide_type"] == "slide"
+    assert not untyped, "cells %s have no slide type for the reveal.js export" % untyped
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom_and_leaves_no_server_behind(name):
+    mark = uuid.uuid4().hex
+    try:
+        notebook = export.execute(name, quick=True, cell_timeout=QUICK_CELL_TIMEOUT,
+                                  env={RUN_MARK: mark})
+    except CellExecutionError as error:
+        pytest.fail("a cell of %s failed:\n%s" % (name, error), pytrace=False)
+    errors = [output for cell in notebook.cells if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    assert not errors
+    left = processes_marked(mark)
+    assert not left, "processes still running after the notebook: %s" % left
+
+
+@pytest.mark.timeout(300)
+def test_export_writes_an_offline_page_and_slides_with_the_plots(tmp_path):
+    written = export.export(["01_http_structure"], tmp_path, quick=True)
+    assert sorted(path.name for path in written) == [
+        "01_http_structure.html", "01_http_structure.slides.html"]
+    page = (tmp_path / "01_http_structure.html").read_text(encoding="utf-8")
+    slides = (tmp_path / "01_http_structure.slides.html").read_text(encoding="utf-8")
+    for html in (page, slides):
+        assert "data:image/png;base64," in html  # the matplotlib plot
+        assert "data:image/svg+xml;base64," in html  # the request/response diagram
+        assert "Traceback" not in html
+        external = re.findall(r"""(?:src|href)=["'](?:https?:)?//[^"']+""", html)
+        scripts = [link for link in external if re.search(r"\.(js|css|mjs)\b", link)]
+        assert not scripts, "assets loaded from the network: %s" % scripts
+    assert 'class="reveal"' in slides
+    for asset in re.findall(r"""(?:src|href)=["'](_static/[^"']+)""", slides):
+        assert (tmp_path / asset).is_file(), asset
+    assert (tmp_path / "_static/reveal.js/plugin/notes/notes.js").is_file()

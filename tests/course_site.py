@@ -1,0 +1,116 @@
+"""The course site (html/) served by every server lesson, for the real-client tests.
+
+test_browser.py, test_curl.py and test_stdlib_clients.py each run the same
+servers: every id in servers.STATIC_SERVERS from lessons/, and its solution
+from solutions/ when that file exists.  A new lesson or solution joins them
+without an edit here.  The servers serve the real html/ through their default
+docroot, as a student starts them.
+"""
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import rawhttp
+import servers
+from servers import REPO, STATIC_SERVERS, script_path, start_server
+
+SITE = REPO / "html"
+SOLUTIONS = REPO / "solutions"
+
+HOME = "/"
+CHINESE_PAGE = "/%E4%B8%AD%E6%96%87.html"  # 中文.html, as a browser sends it
+BROKEN_LINK = "/this-page-does-not-exist.html"  # linked from the home page on purpose
+FOLDER = "/models/"
+
+# Media types a browser accepts for each kind of file, by extension.
+MEDIA_TYPES = {
+    ".html": {"text/html"},
+    ".css": {"text/css"},  # a stylesheet of any other type is ignored
+    ".js": {"text/javascript", "application/javascript"},
+    ".svg": {"image/svg+xml"},  # browsers never sniff SVG: the type must be right
+    ".png": {"image/png"},
+    ".ico": {"image/vnd.microsoft.icon", "image/x-icon"},
+}
+
+
+def served_scripts():
+    """pytest params: every server lesson, then its solution if it exists."""
+    params = []
+    for lesson_id in STATIC_SERVERS:
+        params.append(pytest.param(script_path(lesson_id), id=lesson_id))
+        solution = script_path(lesson_id, SOLUTIONS)
+        if solution.is_file():
+            params.append(pytest.param(solution, id="solution-" + lesson_id))
+    return params
+
+
+def site_file(url_path):
+    """The bytes a server must send for url_path (percent-decoded, index.html for folders)."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path)
+    if path.endswith("/"):
+        path += "index.html"
+    return (SITE / path.lstrip("/")).read_bytes()
+
+
+def media_type(content_type):
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def expected_media_types(url_path):
+    path = urllib.parse.urlsplit(url_path).path
+    return MEDIA_TYPES[os.path.splitext(path if not path.endswith("/") else "x.html")[1]]
+
+
+def unavailable(reason):
+    """Skip a test whose real client is missing here, but fail it in CI.
+
+    CI (CI=true) must run these tests: there, a missing browser or curl is a
+    broken .ci/run, not a reason to skip.
+    """
+    if os.environ.get("CI"):
+        pytest.fail("%s -- CI must run this test: install it in .ci/run" % reason)
+    pytest.skip(reason)
+
+
+def answers_with_connection_close(port):
+    """Ask like an HTTP/1.1 client (no Connection header); did the server say 'close'?"""
+    with rawhttp.connect(port) as sock:
+        sock.sendall(rawhttp.build_request(HOME))
+        response = rawhttp.ResponseReader(sock).read_response()
+    assert response.status == 200, response
+    return (response.header("Connection") or "").lower() == "close"
+
+
+def keeps_connections_alive(server):
+    """Whether clients should see a connection carry several responses.
+
+    servers.CONCURRENT_SERVERS, where it exists, names the keep-alive
+    lessons; until then the server's own Connection header decides.
+    """
+    declared = getattr(servers, "CONCURRENT_SERVERS", None)
+    if declared is not None:
+        return server.lesson in declared
+    return not server.says_close
+
+
+@pytest.fixture(scope="module", params=served_scripts())
+def site_server(request, tmp_path_factory):
+    """One server per lesson (or solution) and test module, serving the real html/."""
+    script = Path(request.param)
+    kind = "solution-" if script.parent == SOLUTIONS else ""
+    log_folder = tmp_path_factory.mktemp(kind + script.stem)
+    server = start_server(script, log_path=log_folder / "server.log")  # default docroot
+    server.lesson = script.stem
+    server.name = kind + script.stem
+    try:
+        server.says_close = answers_with_connection_close(server.port)
+        server.keeps_alive = keeps_connections_alive(server)
+        server.url = "http://127.0.0.1:%d" % server.port
+        yield server
+    finally:
+        problems = server.stop()
+        print("---- output of %s ----\n%s" % (script, server.output()))
+    assert not problems, "server did not stop cleanly: %s" % "; ".join(problems)

@@ -358,19 +358,20 @@ def collapse_repeats(lines):
             collapsed[-1][1] += 1
         else:
             collapsed.append([line, 1])
-    return [line if count == 1 else "%s    [the same line %d times]" % (line, count)
+    return [(line if len(line) <= 300 else line[:300] + "[... %d more characters]"
+             % (len(line) - 300)) + ("    [the same line %d times]" % count if count > 1 else "")
             for line, count in collapsed]
 
 
 def fenced_output(lines, script):
-    lines = list(lines)
-    shown = collapse_repeats(lines[-SHOWN_OUTPUT_LINES * 50:])[-SHOWN_OUTPUT_LINES:]
+    collapsed = collapse_repeats(lines)
+    shown = collapsed[-SHOWN_OUTPUT_LINES:]
     title = "output of your program, %s" % script.name
-    if len(shown) < len(lines):
-        title += " (the end of its %d lines)" % len(lines)
+    if len(shown) < len(collapsed):
+        title += " (its end only)"
     if not shown:
         return "==== %s: nothing ====" % title
-    return "\n".join(["==== %s ====" % title, *(line[:300] for line in shown),
+    return "\n".join(["==== %s ====" % title, *shown,
                       "==== end of your program's output ===="])
 
 

@@ -7,6 +7,7 @@ without an edit here.  The servers serve the real html/ through their default
 docroot, as a student starts them.
 """
 
+import email.utils
 import os
 import urllib.parse
 from pathlib import Path
@@ -62,6 +63,23 @@ def media_type(content_type):
 def expected_media_types(url_path):
     path = urllib.parse.urlsplit(url_path).path
     return MEDIA_TYPES[os.path.splitext(path if not path.endswith("/") else "x.html")[1]]
+
+
+def assert_serves_file(path, status, header, body):
+    """A client got path byte for byte, framed by Content-Length, typed for a browser.
+
+    header(name) returns the response's value for name, or None.
+    """
+    expected = site_file(path)
+    assert status == 200, "%s: status %s" % (path, status)
+    assert body == expected, "%s: %d bytes, not the file's %d" % (path, len(body), len(expected))
+    assert header("Content-Length") == str(len(expected)), path
+    content_type = header("Content-Type")
+    assert media_type(content_type) in expected_media_types(path), (path, content_type)
+    if media_type(content_type).startswith("text/"):
+        assert "charset=utf-8" in content_type.lower().replace(" ", ""), (path, content_type)
+    assert email.utils.parsedate_to_datetime(header("Date")).tzname() == "UTC", header("Date")
+    assert header("Server"), "no Server header"
 
 
 def unavailable(reason):

@@ -205,6 +205,7 @@ def test_broken_link_on_the_home_page_shows_the_404_page(visit):
     assert "404" in visit.page.title()
     visit.screenshot("404")
     # The error page leads back home.
+    assert visit.page.locator("a[href='/']").count(), "the 404 page has no link to the home page"
     with visit.page.expect_navigation(timeout=STEP_TIMEOUT_MS) as navigation:
         visit.page.click("a[href='/']")
     assert navigation.value.status == 200

@@ -252,3 +252,95 @@ def read_first_line(path, default="(not available here)"):
         return Path(path).read_text().strip()
     except OSError:
         return default
+
+
+# ---------------------------------------------------------------------------
+# Load: the course's load generator (bench/) when it is there, else wrk
+# ---------------------------------------------------------------------------
+
+import re as _re  # noqa: E402
+import shutil as _shutil  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import threading as _threading  # noqa: E402
+
+WRK = _shutil.which("wrk")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text):
+    number, unit = _re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk_load(port, concurrency, seconds, path="/index.html", timeout=5):
+    """Run wrk (one thread, keep-alive) and return what it measured."""
+    command = [WRK, "-t1", "-c%d" % concurrency, "-d%ds" % seconds, "--timeout", "%ds" % timeout,
+               "--latency", "http://127.0.0.1:%d%s" % (port, path)]
+    run = _subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    text = run.stdout
+    result = {"tool": "wrk", "concurrency": concurrency, "seconds": seconds, "output": text}
+    found = _re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    result["requests"] = int(found.group(1)) if found else 0
+    found = _re.search(r"Requests/sec:\s+([\d.]+)", text)
+    result["rps"] = float(found.group(1)) if found else 0.0
+    for percent in ("50", "99"):
+        found = _re.search(r"^\s+%s%%\s+(\S+)" % percent, text, _re.M)
+        result["p" + percent] = _seconds(found.group(1)) if found else None
+    errors = _re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    result["errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                map(int, errors.groups()))) if errors else {}
+    found = _re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    result["non_2xx"] = int(found.group(1)) if found else 0
+    return result
+
+
+def bench_load():
+    """The course's own load generator (bench/), or None while it is not written yet."""
+    try:
+        import bench.run  # noqa: F401
+    except ImportError:
+        return None
+    return getattr(bench.run, "measure", None)
+
+
+def load(port, concurrency, seconds, path="/index.html"):
+    """Load a server at a fixed number of concurrent connections for some seconds."""
+    if WRK is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    return wrk_load(port, concurrency, seconds, path)
+
+
+class MemorySampler:
+    """Samples a server group's memory in the background while a load runs; keeps the peak."""
+
+    def __init__(self, server, interval=0.1):
+        self.server = server
+        self.interval = interval
+        self.peak = {"rss": 0, "pss": 0, "processes": 0}
+        self._stop = _threading.Event()
+        self._thread = _threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            sample = group_memory(self.server)
+            for key in self.peak:
+                self.peak[key] = max(self.peak[key], sample[key])
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+
+def threads_of(pid):
+    try:
+        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -166,7 +166,8 @@ class LessonServers:
     def stop_all(self):
         report = {}
         for server in list(self.running):
-            report[server.script.name] = self.stop(server) or "stopped cleanly"
+            name = "%s (port %s)" % (server.script.name, server.port)
+            report[name] = self.stop(server) or "stopped cleanly"
         return report
 
 

@@ -92,7 +92,8 @@ def export(names, output, quick, cdn=False):
     output.mkdir(parents=True, exist_ok=True)
     slide_urls = {} if cdn else offline_assets(output)
     page = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="course_html")
-    slides = SlidesExporter(extra_template_basedirs=[str(TEMPLATES)],
+    # reveal_scroll: a long code cell scrolls inside its slide instead of running off it.
+    slides = SlidesExporter(extra_template_basedirs=[str(TEMPLATES)], reveal_scroll=True,
                             template_name="reveal" if cdn else "course_slides", **slide_urls)
     written = []
     for name in names:

@@ -179,3 +179,20 @@ def request(port, path="/", method="GET", headers=(), version="HTTP/1.1", body=b
     with connect(port, host, timeout) as sock:
         sock.sendall(build_request(path, method, headers, version, body))
         return ResponseReader(sock).read_response(method)
+
+
+# Malformed requests every HTTP server lesson must answer with a clear 4xx
+# (and then keep serving): what a broken or hostile client sends.
+MALFORMED_REQUESTS = [
+    ("garbage bytes", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(40))
+     + b"\r\n\r\n", 400),
+    ("truncated chunked body", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhel", 400),
+    ("bad chunk size", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\nhello\r\n0\r\n\r\n", 400),
+    ("body shorter than its Content-Length", b"POST / HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 10\r\n\r\nabc", 400),
+    ("both Content-Length and chunked", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("100 KB URL", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+]

@@ -6,6 +6,7 @@ a log, and stops it the way a person does: Ctrl+C (SIGINT to the whole
 foreground group).  Its stop() reports anything short of a clean exit.
 """
 
+import importlib.util
 import os
 import queue
 import re
@@ -27,6 +28,11 @@ STATIC_SERVERS = [
 
 STARTUP_LINE = re.compile(
     r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+) \(http://(?P<url_host>\S+):(?P=port)/\) \.\.\.")
+# The echo servers of lesson 02 speak no HTTP, so they say what they do serve,
+# and how to talk to them:  Serving TCP echo on 127.0.0.1 port 54321 (nc 127.0.0.1 54321) ...
+ECHO_STARTUP_LINE = re.compile(
+    r"Serving (?P<protocol>TCP|UDP) echo on (?P<host>\S+) port (?P<port>\d+) "
+    r"\(nc (?:-u )?(?P<url_host>\S+) (?P=port)\) \.\.\.")
 STARTUP_TIMEOUT = 20.0  # gevent and a cold disk can be slow to import
 STOP_TIMEOUT = 10.0
 # Output kept per process: beyond it, a script that floods its output is
@@ -103,13 +109,13 @@ class ServerProcess:
     def pid(self):
         return self.process.pid
 
-    def wait_for_startup(self, timeout=STARTUP_TIMEOUT):
+    def wait_for_startup(self, timeout=STARTUP_TIMEOUT, startup_line=STARTUP_LINE):
         """Block until the startup line arrives; return self with port and host set."""
         try:
             line = self._first_line.get(timeout=timeout)
         except queue.Empty:
             raise ServerFailed("no startup line within %.0f s\n%s" % (timeout, self.output()))
-        match = STARTUP_LINE.fullmatch(line or "")
+        match = startup_line.fullmatch(line or "")
         if not match:
             self._reader.join(2)
             if line is None:
@@ -184,18 +190,52 @@ class ServerProcess:
 
 def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,
                  port=0, bind="127.0.0.1", startup_timeout=STARTUP_TIMEOUT,
-                 output_limit=OUTPUT_LIMIT):
-    """Start a lesson server on port 0 and wait for its startup line."""
-    command_args = [port, "--bind", bind]
+                 output_limit=OUTPUT_LIMIT, leading_args=(), startup_line=STARTUP_LINE):
+    """Start a lesson server on port 0 and wait for its startup line.
+
+    leading_args go before the port: a mode word, as in `01_server_overview.py server 0`.
+    """
+    command_args = [*leading_args, port, "--bind", bind]
     if directory is not None:
         command_args += ["--directory", directory]
     server = ServerProcess(script, [*command_args, *args], log_path=log_path, cwd=cwd, env=env,
                            output_limit=output_limit)
     try:
-        return server.wait_for_startup(startup_timeout)
+        return server.wait_for_startup(startup_timeout, startup_line)
     except BaseException:
         server.kill()
         raise
+
+
+def wait_for_output(server, pattern, timeout=10.0):
+    """Wait until a server has printed a line matching pattern (a regex); return the output.
+
+    Its output is read by another thread, so a line the server has printed may
+    not be in server.output() yet: poll, with a deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, server.output(), re.MULTILINE):
+        if time.monotonic() > deadline:
+            raise AssertionError("no output matching %r within %.0f s:\n%s"
+                                 % (pattern, timeout, server.output()))
+        time.sleep(0.02)
+    return server.output()
+
+
+def run_script(script, *args, timeout=30, cwd=None, env=None):
+    """Run a script to its end, as a student would: the CompletedProcess, output as text."""
+    return subprocess.run([sys.executable, "-u", str(script), *map(str, args)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+def import_lesson(lesson_id, folder=LESSONS):
+    """A lesson as a module, to test its pure functions without a socket."""
+    spec = importlib.util.spec_from_file_location("lesson_" + lesson_id,
+                                                  script_path(lesson_id, folder))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_docroot(root):

@@ -5,7 +5,10 @@ a failing cell fails its test with the cell's traceback.
 """
 
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -95,3 +98,27 @@ def test_export_writes_an_offline_page_and_slides_with_the_plots(tmp_path):
     for asset in re.findall(r"""(?:src|href)=["'](_static/[^"']+)""", slides):
         assert (tmp_path / asset).is_file(), asset
     assert (tmp_path / "_static/reveal.js/plugin/notes/notes.js").is_file()
+
+
+def test_servers_of_a_killed_kernel_are_stopped_by_the_next_kernel():
+    """A kernel killed outright runs no atexit; the next one to import course_lab sweeps up."""
+    killed_kernel = (
+        "import os, course_lab\n"
+        "server = course_lab.LessonServers().start('06_static_single')\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(0)  # like SIGKILL: no atexit, no final cell\n")
+    run = subprocess.run([sys.executable, "-c", killed_kernel], cwd=NOTEBOOKS, capture_output=True,
+                         text=True, timeout=60)
+    orphan = int(run.stdout.split()[0])
+    try:
+        assert Path("/proc/%d" % orphan).exists(), "the server should outlive its killed kernel"
+        subprocess.run([sys.executable, "-c", "import course_lab"], cwd=NOTEBOOKS, check=True,
+                       timeout=60)
+        state = (Path("/proc/%d/stat" % orphan).read_text().split()[2]
+                 if Path("/proc/%d" % orphan).exists() else "gone")
+        assert state in ("gone", "Z"), "the next kernel left the orphaned server running"
+    finally:
+        try:
+            os.killpg(orphan, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -180,12 +180,12 @@ class Exercise:
         self.programs_started += 1
         return self.log_folder / ("program-%d.log" % self.programs_started)
 
-    def _launch(self, args, directory):
+    def _launch(self, args, options):
         script = self.script
         if self.hung:
             raise grading.NotGradable(self.hung)
         try:
-            return grading.launch(script, args, directory, self._log_path())
+            return grading.launch(script, args, self._log_path(), **options)
         except grading.NotGradable as failure:
             if "no startup line" in str(failure):
                 self.hung = ("Not tried again: in an earlier test of this exercise your program "
@@ -193,16 +193,20 @@ class Exercise:
                              % (grading.STARTUP_TIMEOUT, failure))
             raise
 
-    def serve(self, *args, directory=None):
-        """Start the submission as a server for this test only; stopped when the test ends."""
-        return self.transcript.started(self._launch(args, directory))
+    def serve(self, *args, **options):
+        """Start the submission as a server for this test only; stopped when the test ends.
 
-    def shared_server(self, *args, directory=None):
+        args follow the port; options: directory=, leading_args= (words before
+        the port, such as a mode), startup_line= (a regex, for non-HTTP servers).
+        """
+        return self.transcript.started(self._launch(args, options))
+
+    def shared_server(self, *args, **options):
         """One server for every test of the module that asks with the same arguments."""
-        key = (args, str(directory))
+        key = repr((args, sorted(options.items())))
         if key not in self.shared:
             try:
-                self.shared[key] = self._launch(args, directory)
+                self.shared[key] = self._launch(args, options)
             except grading.NotGradable as failure:
                 self.shared[key] = failure
         server = self.shared[key]

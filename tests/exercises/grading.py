@@ -190,11 +190,16 @@ class Transcript:
 # Starting and stopping the program under test
 # ---------------------------------------------------------------------------
 
-def launch(script, args, directory, log_path):
-    """Start a submission as a server; NotGradable with a clear reason if it does not start."""
+def launch(script, args, log_path, directory=None, leading_args=(), **options):
+    """Start a submission as a server; NotGradable with a clear reason if it does not start.
+
+    options go to servers.start_server (startup_line=...).
+    """
+    typed = command_of(script, args, directory, leading_args)
     try:
-        return start_server(script, *args, directory=directory, log_path=log_path,
-                            startup_timeout=STARTUP_TIMEOUT, output_limit=OUTPUT_KEPT)
+        server = start_server(script, *args, directory=directory, log_path=log_path,
+                              leading_args=leading_args, startup_timeout=STARTUP_TIMEOUT,
+                              output_limit=OUTPUT_KEPT, **options)
     except ServerFailed as failure:
         reason, _, output = str(failure).partition("\n")
         if reason.startswith("no startup line"):
@@ -205,10 +210,11 @@ def launch(script, args, directory, log_path):
             reason = "its " + reason
         else:
             reason = "it " + reason
-        command = " ".join(map(shlex.quote, command_of(script, args, directory)))
         raise NotGradable("Your program did not start: %s.\nCommand: %s\n%s"
-                          % (reason, command, fenced_output(output.splitlines(), script))) \
-            from None
+                          % (reason, " ".join(map(shlex.quote, typed)),
+                             fenced_output(output.splitlines(), script))) from None
+    server.typed_command = typed
+    return server
 
 
 def run_program(script, args, timeout, log_path):
@@ -237,9 +243,10 @@ def dispose(program):
     program._reader.join(STOP_GRACE)
 
 
-def command_of(script, args, directory=None):
+def command_of(script, args, directory=None, leading_args=(), port=0):
     """The command line start_server runs, as a student would type it."""
-    command = ["python", relative(script), "0", "--bind", "127.0.0.1"]
+    command = ["python", relative(script), *map(str, leading_args), str(port),
+               "--bind", "127.0.0.1"]
     if directory is not None:
         command += ["--directory", str(directory)]
     return command + [str(arg) for arg in args]
@@ -329,12 +336,12 @@ def printf_command(sent):
 
 
 def reproduction(connection):
-    server = connection.server
-    if not hasattr(server, "command"):
+    typed = getattr(connection.server, "typed_command", None)
+    if typed is None:
         return None
-    args = [PRACTICE_PORT if arg == "0" and index == 0 else arg
-            for index, arg in enumerate(server.command[3:])]
-    start = " ".join(map(shlex.quote, ["python", relative(server.script), *map(str, args)]))
+    port_index = typed.index("--bind") - 1
+    start = " ".join(map(shlex.quote, typed[:port_index] + [str(PRACTICE_PORT)]
+                         + typed[port_index + 1:]))
     sent = connection.sent()
     ask = curl_command(sent) or printf_command(sent)
     if ask is None:

@@ -8,8 +8,9 @@
 writes, for each notebook NAME:
 
     html/notebooks/NAME.html         the executed notebook, plots included
-    html/notebooks/NAME.slides.html  the same as reveal.js slides (cells tagged
-                                     slide / subslide / fragment / skip)
+    html/notebooks/NAME.slides.html  the same as reveal.js slides (each cell's slide
+                                     type: slide / subslide / fragment / skip; cells
+                                     tagged hide-input show only their output)
     html/notebooks/_static/          reveal.js, require.js and jQuery, so the
                                      slides work offline
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter, SlidesExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 
 NOTEBOOKS = Path(__file__).resolve().parent
 REPO = NOTEBOOKS.parent
@@ -95,6 +97,10 @@ def export(names, output, quick, cdn=False):
     # reveal_scroll: a long code cell scrolls inside its slide instead of running off it.
     slides = SlidesExporter(extra_template_basedirs=[str(TEMPLATES)], reveal_scroll=True,
                             template_name="reveal" if cdn else "course_slides", **slide_urls)
+    # Cells tagged hide-input (plotting, tables, plumbing) show only their output on a slide;
+    # the HTML page keeps their code.
+    slides.register_preprocessor(
+        TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True), enabled=True)
     written = []
     for name in names:
         started = time.monotonic()

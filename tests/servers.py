@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LESSONS = REPO / "lessons"
+# The folder whose scripts the tests launch: lessons/, unless LESSONS_FOLDER
+# names another, as when CI holds solutions/ to the same contract.
+LESSONS = Path(os.environ.get("LESSONS_FOLDER", REPO / "lessons")).resolve()
 
 # Every lesson that serves files keeps the shared contract (tests/test_contract.py).
 # A new server lesson joins it by adding its id here.

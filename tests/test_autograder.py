@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import REPO, LESSONS
+from servers import LESSONS, REPO, STATIC_SERVERS
 
 EXERCISES = REPO / "tests" / "exercises"
 SOLUTIONS = REPO / "solutions"
@@ -149,6 +149,20 @@ def test_the_solutions_differ_from_their_lessons_only_by_the_exercise():
         assert solved.startswith(docstring), "%s: the solution changed the lesson's docstring" \
             % lesson
         assert solved != unsolved, "%s: the solution is the unsolved lesson" % lesson
+
+
+def test_every_server_solution_keeps_the_shared_contract():
+    """A solution is its lesson plus the exercise: the lesson's contract still holds."""
+    solved = [lesson for lesson in STATIC_SERVERS if (SOLUTIONS / (lesson + ".py")).is_file()]
+    if not solved:
+        pytest.skip("no solution of a static server lesson in this copy of the course")
+    finished = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "tests" / "test_contract.py"), "-q",
+         "-p", "no:cacheprovider", "-k", " or ".join(solved)],
+        cwd=REPO, capture_output=True, text=True, timeout=GRADER_TIMEOUT,
+        env={**os.environ, "LESSONS_FOLDER": str(SOLUTIONS)})
+    assert finished.returncode == 0, finished.stdout[-5000:]
+    assert " passed" in finished.stdout
 
 
 # -- A broken submission costs only its own exercise ----------------------------------

@@ -7,6 +7,7 @@ a failing cell fails its test with the cell's traceback.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,8 @@ def test_notebook_runs_top_to_bottom_and_leaves_no_server_behind(name):
 
 @pytest.mark.timeout(300)
 def test_export_writes_an_offline_page_and_slides_with_the_plots(tmp_path):
+    if shutil.which("npm") is None and not (export.OFFLINE / "node_modules").is_dir():
+        pytest.skip("npm is needed once to fetch reveal.js for offline slides")
     written = export.export(["01_http_structure"], tmp_path, quick=True)
     assert sorted(path.name for path in written) == [
         "01_http_structure.html", "01_http_structure.slides.html"]

@@ -41,9 +41,10 @@ def served_scripts():
     """pytest params: every server lesson, then its solution if it exists."""
     params = []
     for lesson_id in STATIC_SERVERS:
-        params.append(pytest.param(script_path(lesson_id), id=lesson_id))
+        lesson = script_path(lesson_id)  # LESSONS_FOLDER may point it at solutions/ already
+        params.append(pytest.param(lesson, id=lesson_id))
         solution = script_path(lesson_id, SOLUTIONS)
-        if solution.is_file():
+        if solution.is_file() and solution.resolve() != lesson.resolve():
             params.append(pytest.param(solution, id="solution-" + lesson_id))
     return params
 

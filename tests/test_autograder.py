@@ -82,6 +82,19 @@ def test_every_exercise_has_a_lesson_and_a_solution():
             assert (SOLUTIONS / (lesson + ".py")).is_file(), "no solution for %s" % lesson
 
 
+def test_dash_k_with_an_exercise_number_selects_that_exercise_only():
+    """The lessons say "grade it with -k NN": no other exercise's test may match NN."""
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", str(EXERCISES), "--collect-only", "-q",
+         "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    test_ids = [line for line in collected.stdout.splitlines() if "::" in line]
+    assert test_ids, collected.stdout[-3000:]
+    for lesson in GRADED:
+        strays = [test_id for test_id in test_ids
+                  if lesson[:2] in test_id and "test_ex%s_" % lesson[:2] not in test_id]
+        assert not strays, "-k %s would also run %s" % (lesson[:2], strays)
+
+
 def test_every_exercise_scores_zero_on_the_unsolved_lessons(lessons_graded):
     results, output, _ = lessons_graded
     exercises = by_exercise(results)

@@ -24,6 +24,7 @@ its test (or, for a shared server, its module) ends.
 
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -221,8 +222,11 @@ class Exercise:
 
     def run(self, *args, timeout=20):
         """Run the submission as a client to its end: (exit status, its output)."""
+        self.transcript.note("The grader ran your program", "  %s" % " ".join(
+            map(shlex.quote, ["python", grading.relative(self.script), *map(str, args)])))
         status, program = grading.run_program(self.script, args, timeout, self._log_path())
         self.transcript.started(program)
+        self.transcript.note("It exited with status", "  %s" % status)
         return status, program.output()
 
     def close(self):

@@ -115,6 +115,7 @@ class Transcript:
         self.connections = []
         self.programs = []  # ServerProcess objects whose output belongs in the report
         self.own_programs = []  # the ones this test started and must stop
+        self.notes = []  # (title, text or a function giving it) a student needs to see too
 
     # -- talking to a server -------------------------------------------------
 
@@ -153,6 +154,9 @@ class Transcript:
                     break
             return connection.received()
 
+    def note(self, title, text):
+        self.notes.append((title, text))
+
     # -- programs ------------------------------------------------------------
 
     def started(self, program, own=True):
@@ -179,6 +183,8 @@ class Transcript:
             reproduce = reproduction(self.connections[-1])
             if reproduce:
                 parts.append("Reproduce it yourself (the last connection):\n" + reproduce)
+        for title, text in self.notes:
+            parts.append("%s:\n%s" % (title, text() if callable(text) else text))
         if hint:
             parts.append("Hint: " + hint)
         for program in self.programs:

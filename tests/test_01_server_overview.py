@@ -239,5 +239,5 @@ def test_the_docstring_names_its_section_and_states_the_exercise():
     for part in ("硬件服务器", "软件服务器", "c/s", "b/s", "服务器追求",
                  "What changed from the source", "Try it", "Exercise"):
         assert part in doc
-    exercise = doc.split("Exercise\n--------\n")[1]
+    exercise = " ".join(doc.split("Exercise\n--------\n")[1].split())
     assert "you are client #N" in exercise and "1, 2, 3" in exercise

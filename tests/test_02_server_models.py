@@ -282,6 +282,6 @@ def test_the_docstring_names_its_section_and_states_the_exercise():
     for part in ("循环服务器模型", "IO多路复用", "并发服务器", "socketserver", "ThreadingTCPServer",
                  "ForkingTCPServer", "What changed from the source", "Try it", "Exercise"):
         assert part in doc
-    exercise = doc.split("Exercise\n--------\n")[1]
+    exercise = " ".join(doc.split("Exercise\n--------\n")[1].split())
     assert "pool --workers N" in exercise and "queue.Queue" in exercise
     assert "N+1-th" in exercise

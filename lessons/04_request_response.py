@@ -87,6 +87,8 @@ Try it
 
 Open DevTools (F12), Network tab, and visit /status/301, /status/404,
 /status/500: the status, the headers and the timing of each request are there.
+The browser also asks for /favicon.ico on its own; that request is taken
+apart too (look for it in the server's log).
 
 Exercise
 --------

@@ -153,8 +153,8 @@ def open_listener(bind, port, say):
     except OSError:
         listener.close()
         raise
-    say("bind((%r, %d))" % (bind, port),
-        "-> port %d%s" % (listener.getsockname()[1], " (port 0: the OS picked it)" if port == 0 else ""))
+    picked = " (port 0: the OS picked it)" if port == 0 else ""
+    say("bind((%r, %d))" % (bind, port), "-> port %d%s" % (listener.getsockname()[1], picked))
     listener.listen(5)
     say("listen(5)", "the kernel now completes handshakes and queues up to 5 clients")
     return listener
@@ -169,14 +169,15 @@ def receive_line(conn, buffer, say, deadline):
     while b"\n" not in buffer:
         if len(buffer) > MAX_LINE:
             return None  # too long: the caller answers with an error
+        too_slow = "said nothing in time" if not buffer else "stalled mid-line"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ClientGaveUp("said nothing in time" if not buffer else "stalled mid-line")
+            raise ClientGaveUp(too_slow)
         conn.settimeout(remaining)
         try:
             chunk = conn.recv(4096)
         except socket.timeout:
-            raise ClientGaveUp("said nothing in time" if not buffer else "stalled mid-line") from None
+            raise ClientGaveUp(too_slow) from None
         say("recv(4096) -> %s" % show(chunk),
             "b'': the client closed its side" if not chunk else "")
         if not chunk:

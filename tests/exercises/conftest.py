@@ -35,6 +35,7 @@ from servers import REPO
 
 DEFAULT_SUBMISSION = REPO / "solutions"
 TEST_TIMEOUT = 60  # seconds; generous, the machine may be busy, a hung program still ends here
+MAX_UNFINISHED_RUNS = 2  # client runs that may time out in one exercise before it is given up
 
 GRADE = pytest.StashKey()
 TRANSCRIPT = pytest.StashKey()
@@ -166,6 +167,7 @@ class Exercise:
         self.transcript = None  # of the test running now
         self.shared = {}  # launch arguments -> a running server, or why it did not start
         self.hung = None  # set once the program failed to print its startup line in time
+        self.runs_unfinished = 0  # client runs that hit their timeout
         self.programs_started = 0
 
     @property
@@ -220,11 +222,24 @@ class Exercise:
                                          grading.show_program_output(server)))
         return self.transcript.started(server, own=False)
 
-    def run(self, *args, timeout=20):
-        """Run the submission as a client to its end: (exit status, its output)."""
+    def run(self, *args, timeout=15):
+        """Run the submission as a client to its end: (exit status, its output).
+
+        A client that hangs costs its timeout twice per exercise at most: after
+        that, the exercise's remaining runs fail at once.
+        """
+        script = self.script
+        if self.runs_unfinished >= MAX_UNFINISHED_RUNS:
+            raise grading.NotGradable(
+                "Not tried again: in %d earlier tests of this exercise your program did not "
+                "finish within %.0f s." % (self.runs_unfinished, timeout))
         self.transcript.note("The grader ran your program", "  %s" % " ".join(
-            map(shlex.quote, ["python", grading.relative(self.script), *map(str, args)])))
-        status, program = grading.run_program(self.script, args, timeout, self._log_path())
+            map(shlex.quote, ["python", grading.relative(script), *map(str, args)])))
+        try:
+            status, program = grading.run_program(script, args, timeout, self._log_path())
+        except grading.NotGradable:
+            self.runs_unfinished += 1
+            raise
         self.transcript.started(program)
         self.transcript.note("It exited with status", "  %s" % status)
         return status, program.output()

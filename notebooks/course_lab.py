@@ -256,7 +256,7 @@ def read_first_line(path, default="(not available here)"):
 
 
 # ---------------------------------------------------------------------------
-# Load: the course's load generator (bench/) when it is there, else wrk
+# Load: the course's load generator (bench/loadgen.py) for holding connections, wrk for throughput
 # ---------------------------------------------------------------------------
 
 import re as _re  # noqa: E402
@@ -295,17 +295,32 @@ def wrk_load(port, concurrency, seconds, path="/index.html", timeout=5):
     return result
 
 
-def bench_load():
-    """The course's own load generator (bench/), or None while it is not written yet."""
-    try:
-        import bench.run  # noqa: F401
-    except ImportError:
+HAS_LOADGEN = (BENCH / "loadgen.py").is_file()
+
+
+def hold(port, connections, requests=2, path="/index.html", timeout=5):
+    """The course's load generator (bench/loadgen.py): open every connection first, hold them
+    all at once, then ask `requests` times on each; every response checked byte for byte.
+
+    It runs in its own process (its own descriptors and CPU; and an asyncio program cannot
+    run inside a notebook's own event loop).  Returns its JSON report, or None without bench/.
+    """
+    if not HAS_LOADGEN:
         return None
-    return getattr(bench.run, "measure", None)
+    command = [sys.executable, "-m", "bench.loadgen", "http://127.0.0.1:%d%s" % (port, path),
+               "--connections", str(connections), "--requests", str(requests),
+               "--timeout", str(timeout), "--expect-file", str(HTML / path.lstrip("/")), "--json"]
+    # Worst case: every connect waits out its timeout, 100 connects in flight at a time.
+    limit = 60 + (connections // 100 + 1) * timeout * 2 + requests * timeout
+    run = _subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=limit)
+    try:
+        return json.loads(run.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError("bench.loadgen gave no report:\n" + run.stdout + run.stderr) from None
 
 
 def load(port, concurrency, seconds, path="/index.html"):
-    """Load a server at a fixed number of concurrent connections for some seconds."""
+    """Throughput: wrk at a fixed number of concurrent connections for some seconds."""
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     return wrk_load(port, concurrency, seconds, path)

@@ -26,6 +26,8 @@ LESSONS = Path(os.environ.get("LESSONS_FOLDER", REPO / "lessons")).resolve()
 # A new server lesson joins it by adding its id here.
 STATIC_SERVERS = [
     "06_static_single",
+    "12_static_nonblocking",
+    "13_static_epoll",
 ]
 
 STARTUP_LINE = re.compile(
@@ -148,6 +150,17 @@ class ServerProcess:
             if pgid == self.pid and state != "Z":
                 members.append(int(entry.name))
         return members
+
+    def cpu_seconds(self):
+        """CPU time (user + system) the group's live processes have used so far (Linux)."""
+        ticks = 0
+        for pid in self.group_members():
+            try:
+                fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it exited meanwhile
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime, in clock ticks
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def interrupt(self):
         """Ctrl+C: SIGINT to the whole foreground group, as a terminal sends it."""

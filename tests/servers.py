@@ -26,8 +26,23 @@ LESSONS = Path(os.environ.get("LESSONS_FOLDER", REPO / "lessons")).resolve()
 # A new server lesson joins it by adding its id here.
 STATIC_SERVERS = [
     "06_static_single",
+    "07_static_multiprocessing",
+    "08_static_fork",
+    "09_static_socketserver",
+    "10_static_threading",
+    "11_static_gevent",
     "12_static_nonblocking",
     "13_static_epoll",
+]
+
+# Servers that serve many connections at once, with keep-alive and streamed
+# files (tests/test_concurrent_servers.py).  A new one joins by adding its id.
+CONCURRENT_SERVERS = [
+    "07_static_multiprocessing",
+    "08_static_fork",
+    "09_static_socketserver",
+    "10_static_threading",
+    "11_static_gevent",
 ]
 
 STARTUP_LINE = re.compile(
@@ -136,9 +151,9 @@ class ServerProcess:
             text += "\n[... %d more bytes of output, not kept]" % self.dropped_size
         return text
 
-    def group_members(self):
-        """Live (non-zombie) processes still in the server's process group."""
-        members = []
+    def group_processes(self):
+        """{pid: state letter} of every process in the server's group, zombies ("Z") too."""
+        states = {}
         for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
             if not entry.name.isdigit():
                 continue
@@ -147,9 +162,52 @@ class ServerProcess:
             except OSError:
                 continue
             state, pgid = fields[0], int(fields[2])
-            if pgid == self.pid and state != "Z":
-                members.append(int(entry.name))
-        return members
+            if pgid == self.pid:
+                states[int(entry.name)] = state
+        return states
+
+    def group_members(self):
+        """Live (non-zombie) processes still in the server's process group."""
+        return [pid for pid, state in self.group_processes().items() if state != "Z"]
+
+    def zombies(self):
+        """Exited processes of the group that nobody has reaped yet (Linux)."""
+        return [pid for pid, state in self.group_processes().items() if state == "Z"]
+
+    def open_descriptors(self, pids=None, sockets_only=False):
+        """How many descriptors these processes (default: the group's live ones) hold (Linux)."""
+        count = 0
+        for pid in self.group_members() if pids is None else pids:
+            folder = "/proc/%d/fd" % pid
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue  # it exited meanwhile
+            for name in names:
+                try:
+                    if sockets_only and not os.readlink(folder + "/" + name).startswith("socket:"):
+                        continue
+                except OSError:
+                    continue  # closed meanwhile
+                count += 1
+        return count
+
+    def thread_count(self):
+        """How many threads the server's main process runs (Linux)."""
+        return len(os.listdir("/proc/%d/task" % self.pid))
+
+    def resident_bytes(self):
+        """{pid: resident memory (VmRSS) in bytes} of the group's live processes (Linux)."""
+        sizes = {}
+        for pid in self.group_members():
+            try:
+                status = Path("/proc/%d/status" % pid).read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes[pid] = int(line.split()[1]) * 1024
+        return sizes
 
     def cpu_seconds(self):
         """CPU time (user + system) the group's live processes have used so far (Linux)."""
@@ -201,6 +259,20 @@ class ServerProcess:
         if "Traceback" in self.output():
             problems.append("a traceback in the output")
         return problems
+
+
+def wait_for(condition, timeout=10.0, interval=0.05):
+    """Poll condition() until it is true or timeout seconds pass; return its last value.
+
+    For states a test can observe but not be told about (a child exiting, a
+    descriptor closing), never as a stand-in for a reply that will arrive.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,

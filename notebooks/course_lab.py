@@ -256,60 +256,58 @@ def read_first_line(path, default="(not available here)"):
 
 
 # ---------------------------------------------------------------------------
-# Load: the course's load generator (bench/loadgen.py) for holding connections, wrk for throughput
+# Load: the course's measuring instrument, bench/ (its load generator and its wrk runner)
 # ---------------------------------------------------------------------------
 
-import re as _re  # noqa: E402
 import shutil as _shutil  # noqa: E402
 import subprocess as _subprocess  # noqa: E402
 import threading as _threading  # noqa: E402
 
+try:
+    from bench import run as bench_run  # noqa: E402
+except ImportError:  # bench/ not there: the notebooks say what they skip
+    bench_run = None
+
 WRK = _shutil.which("wrk")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+HAS_LOADGEN = bench_run is not None
 
 
-def _seconds(text):
-    number, unit = _re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(number) * _UNITS[unit]
+def cpus():
+    """(server CPU, load CPU), as bench/ pins them on a machine with two CPUs, else (None, None)."""
+    return bench_run.cpus_for() if bench_run else (None, None)
 
 
-def wrk_load(port, concurrency, seconds, path="/index.html", timeout=5):
-    """Run wrk (one thread, keep-alive) and return what it measured."""
-    command = [WRK, "-t1", "-c%d" % concurrency, "-d%ds" % seconds, "--timeout", "%ds" % timeout,
-               "--latency", "http://127.0.0.1:%d%s" % (port, path)]
-    run = _subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    text = run.stdout
-    result = {"tool": "wrk", "concurrency": concurrency, "seconds": seconds, "output": text}
-    found = _re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
-    result["requests"] = int(found.group(1)) if found else 0
-    found = _re.search(r"Requests/sec:\s+([\d.]+)", text)
-    result["rps"] = float(found.group(1)) if found else 0.0
-    for percent in ("50", "99"):
-        found = _re.search(r"^\s+%s%%\s+(\S+)" % percent, text, _re.M)
-        result["p" + percent] = _seconds(found.group(1)) if found else None
-    errors = _re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    result["errors"] = dict(zip(("connect", "read", "write", "timeout"),
-                                map(int, errors.groups()))) if errors else {}
-    found = _re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    result["non_2xx"] = int(found.group(1)) if found else 0
-    return result
+def pin(server, cpu):
+    """Keep a server (its threads, and the children it forks later) on one CPU."""
+    if bench_run and cpu is not None:
+        bench_run.pin(server.pid, cpu)
 
 
-HAS_LOADGEN = (BENCH / "loadgen.py").is_file()
+def load(port, concurrency, seconds, cpu=None):
+    """Throughput: wrk (one thread, keep-alive) at `concurrency` connections, via bench/.
+
+    Returns bench's report: requests_per_second, requests, latency_ms (p50, p90, p99),
+    socket_errors, non_2xx.
+    """
+    if WRK is None or bench_run is None:
+        raise RuntimeError("needs wrk (apt-get install wrk) and bench/")
+    return bench_run.run_wrk(port, concurrency, seconds, cpu)
 
 
-def hold(port, connections, requests=2, path="/index.html", timeout=5):
-    """The course's load generator (bench/loadgen.py): open every connection first, hold them
-    all at once, then ask `requests` times on each; every response checked byte for byte.
+def hold(port, connections, requests=2, timeout=5, cpu=None):
+    """bench/loadgen.py: open every connection first, hold them all at once, then ask
+    `requests` times on each; every response checked byte for byte against html/index.html.
 
     It runs in its own process (its own descriptors and CPU; and an asyncio program cannot
-    run inside a notebook's own event loop).  Returns its JSON report, or None without bench/.
+    run inside a notebook's own event loop).  Returns its report, or None without bench/.
     """
     if not HAS_LOADGEN:
         return None
-    command = [sys.executable, "-m", "bench.loadgen", "http://127.0.0.1:%d%s" % (port, path),
-               "--connections", str(connections), "--requests", str(requests),
-               "--timeout", str(timeout), "--expect-file", str(HTML / path.lstrip("/")), "--json"]
+    name = bench_run.FILE_NAME
+    command = bench_run.on_cpu(
+        [sys.executable, "-m", "bench.loadgen", "http://127.0.0.1:%d/%s" % (port, name),
+         "--connections", str(connections), "--requests", str(requests), "--timeout",
+         str(timeout), "--expect-file", str(HTML / name), "--json"], cpu)
     # Worst case: every connect waits out its timeout, 100 connects in flight at a time.
     limit = 60 + (connections // 100 + 1) * timeout * 2 + requests * timeout
     run = _subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=limit)
@@ -317,13 +315,6 @@ def hold(port, connections, requests=2, path="/index.html", timeout=5):
         return json.loads(run.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise RuntimeError("bench.loadgen gave no report:\n" + run.stdout + run.stderr) from None
-
-
-def load(port, concurrency, seconds, path="/index.html"):
-    """Throughput: wrk at a fixed number of concurrent connections for some seconds."""
-    if WRK is None:
-        raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    return wrk_load(port, concurrency, seconds, path)
 
 
 class MemorySampler:

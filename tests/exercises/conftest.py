@@ -118,6 +118,10 @@ def pytest_runtest_makereport(item, call):
         grade.failed("skipped: %s" % (report.longrepr[2] if isinstance(report.longrepr, tuple)
                                       else report.longrepr))
     elif report.failed:
+        if report.when == "setup" and call.excinfo.errisinstance(grading.NotGradable):
+            # A fixture could not start the program: the student's failure,
+            # not an error of the grader, so report it as the test failing.
+            report.when = "call"
         if report.when == "call":
             text = teaching_report(item, call, grade)
             if item.config.getoption("verbose") >= 2:  # for whoever debugs the grader itself

@@ -47,7 +47,7 @@ def body_described(response):
 
 
 @pytest.mark.points(3)
-def test_100_continue_comes_before_the_body_and_the_final_response_after_it(exercise, http):
+def test_continue_comes_before_the_body_and_the_final_response_after_it(exercise, http):
     server = start(exercise)
     body = b"the body, sent only when invited"
     with http.connect(server) as connection:
@@ -61,7 +61,7 @@ def test_100_continue_comes_before_the_body_and_the_final_response_after_it(exer
     assert body.decode() in body_described(final), "the body sent after the 100 was read"
 
 
-def test_a_chunked_body_is_invited_with_100_continue_too(exercise, http):
+def test_a_chunked_body_is_invited_with_continue_too(exercise, http):
     server = start(exercise)
     with http.connect(server) as connection:
         connection.sendall(head_expecting_continue(chunked=True))
@@ -72,7 +72,7 @@ def test_a_chunked_body_is_invited_with_100_continue_too(exercise, http):
 
 
 @pytest.mark.points(2)
-def test_a_body_too_large_gets_413_at_once_instead_of_100_continue(exercise, http):
+def test_a_body_too_large_is_refused_at_once_instead_of_invited(exercise, http):
     server = start(exercise)
     with http.connect(server) as connection:  # an acceptable body is invited...
         connection.sendall(head_expecting_continue(10))

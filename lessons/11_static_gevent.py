@@ -44,11 +44,12 @@ called, after patching.
 
 A Pool, and StreamServer
 ------------------------
-The source spawns a greenlet per connection without a limit.
-``--max-connections N`` (default 1000) serves at most N at once: the accept
-loop waits for a free slot in a ``gevent.pool.Pool(N)`` before it accepts,
-so the clients beyond N wait in the kernel's listen queue.  gevent's own
-server class is that loop, written once:
+By default, as in the source, every connection gets a greenlet:
+``gevent.spawn(serve_client, client, ...)``, without a limit.
+``--max-connections N`` serves at most N at once: the accept loop waits for
+a free slot in a ``gevent.pool.Pool(N)`` before it accepts, so the clients
+beyond N wait in the kernel's listen queue, costing us nothing.  gevent's
+own server class is that loop, written once:
 
     from gevent.server import StreamServer
     handler = lambda client, address: serve_client(client, address, docroot, timeout)
@@ -93,8 +94,8 @@ What changed from the source's code, and why
 * Everything lesson 06 fixed: whole requests read with limits, ``sendall``,
   safe paths, real headers, clear error answers.
 * patch_all() runs before every other import, for the reason above.
-* The Pool bounds the greenlets: ten thousand idle clients would otherwise
-  get ten thousand greenlets, and their buffers.
+* ``--max-connections`` bounds the greenlets with a Pool, for when every
+  client that connects must not get a greenlet and its buffers at once.
 * Ctrl+C.  gevent runs a signal handler in whichever greenlet happens to
   be running, and reports a KeyboardInterrupt raised in a worker as a
   crash, with a traceback.  main() has gevent throw it into the main
@@ -166,7 +167,6 @@ MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
 DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
 SMALL_FILE = 64 * 1024  # up to this size a file is read and sent with its head in one call
-DEFAULT_MAX_CONNECTIONS = 1000  # greenlets serving at once; more wait in the listen queue
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -554,20 +554,22 @@ def accept(listener):
 
 
 def serve_forever(listener, docroot, timeout, max_connections):
-    # The source calls gevent.spawn(handler, client) per connection, without
-    # a limit.  pool.spawn is the same call with one: at most max_connections
-    # greenlets run at once.
-    pool = gevent.pool.Pool(max_connections)
+    # Without a limit, this is the source's loop: gevent.spawn(handler,
+    # client) for each connection.  With one, a Pool's spawn is the same
+    # call, but at most max_connections greenlets run at once.
+    pool = gevent.pool.Pool(max_connections) if max_connections else None
+    spawn = gevent.spawn if pool is None else pool.spawn  # (an empty Pool is falsy)
     while True:
-        # Wait for a free slot *before* accepting: the connections beyond
-        # the limit then wait in the kernel's listen queue, not accepted and
-        # ignored in our memory.
-        pool.wait_available()
+        if pool is not None:
+            # Wait for a free slot *before* accepting: the connections beyond
+            # the limit then wait in the kernel's listen queue, not accepted
+            # and ignored in our memory.
+            pool.wait_available()
         accepted = accept(listener)
         if accepted is None:
             continue
         client, address = accepted
-        pool.spawn(serve_client, client, address, docroot, timeout)
+        spawn(serve_client, client, address, docroot, timeout)
 
 
 def open_listener(bind, port):
@@ -591,15 +593,15 @@ def parse_args(argv):
                         help="folder to serve (default: the course's html/)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="how long a connection may stay idle (default %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                        metavar="N", help="serve at most N connections at once; the others "
-                                          "wait to be accepted (default %(default)s)")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="serve at most N connections at once; the others wait to be "
+                             "accepted (default: no limit, as in the source)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.max_connections < 1:
+    if args.max_connections is not None and args.max_connections < 1:
         sys.exit("--max-connections must be at least 1")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):

@@ -1,0 +1,979 @@
+#!/usr/bin/env python3
+"""Lesson 13 · An epoll event loop (13. Web静态服务器-IO多路复用(epoll))
+
+Lesson 12 asked every socket, in turn, whether it had something; this
+lesson asks the kernel which sockets do.  ``select.epoll`` keeps the set of
+watched descriptors inside the kernel, and ``poll()`` sleeps until at least
+one of them is ready, then returns only those: a turn of the loop costs time
+in proportion to the sockets that are ready, not to the sockets that are
+open.  That is the source's IO multiplexing model (section 2.1: IO多路复用)
+and its answer to C10K (section 14): one process, one thread, ten thousand
+connections -- nginx's design.  Like lessons 07-12 it keeps connections
+alive (长连接), answers pipelined requests in order and closes idle
+connections.
+
+What changed from the source's code, and why
+--------------------------------------------
+* The source registers every client with ``EPOLLET`` (edge-triggered) and
+  then calls ``recv(1024)`` once per event.  An edge is reported once, when
+  the socket *becomes* readable: bytes left behind (a request over 1024
+  bytes, two pipelined requests) are never announced again, and that client
+  waits forever.  This is the classic edge-triggered trap.  Level-triggered
+  (the default here) reports a socket for as long as it is readable, so one
+  ``recv`` per event is correct; with ``--edge`` we read, and send, until
+  ``BlockingIOError`` says the kernel has nothing more (水平触发/边缘触发).
+* The same trap on the listening socket: one ``accept`` per edge.  Of a
+  burst of clients, all but the first wait in the listen queue until another
+  client arrives.  We accept until ``BlockingIOError``.
+* The source tests ``event == select.EPOLLIN``.  Events are bit masks:
+  a peer that sent data and closed arrives as ``EPOLLIN | EPOLLHUP``, which
+  is not equal to ``EPOLLIN``, so that socket is never read nor closed.  We
+  test bits, and close on ``EPOLLERR``/``EPOLLHUP``.
+* The source leaves client sockets blocking and calls ``send`` on them: a
+  client that reads slowly (or a 20 MiB file) blocks ``send``, and with it
+  every other client.  Here every socket is non-blocking; a response that
+  does not fit waits in the connection's write buffer, and the socket is
+  watched for ``EPOLLOUT`` only while something waits.  A large file goes
+  by ``os.sendfile``, a piece per ``EPOLLOUT``, never through Python.
+* The source keeps no state per connection, so a request split over two
+  events is lost and one ``recv`` may hold two requests.  Each Connection
+  here has its read buffer, write buffer and deadline; pipelined requests
+  are answered in order.
+* The source's ``decode("utf-8")`` raises on the first non-UTF-8 byte and
+  kills the server for everybody; its idle clients stay forever; its
+  ``accept`` raises ``EMFILE`` when descriptors run out, which kills it
+  too.  We keep lesson 06's parser, limits and answers, close connections
+  idle for ``--timeout`` seconds, and ride out ``EMFILE`` (below).
+
+Timers without scanning
+-----------------------
+Lesson 12 could check every connection's deadline each pass because it
+visited every connection anyway.  An event loop must not: at 10,000 mostly
+idle connections that scan would cost more than the work.  Deadlines live
+in a heap (``heapq``), earliest first; ``poll()`` sleeps until the earliest
+one, and only due entries are looked at.  A connection that was active
+since its entry was pushed is pushed back with its new deadline, so
+activity costs an assignment, not a heap operation.
+
+Running out of descriptors
+--------------------------
+Each connection is a descriptor, and ``RLIMIT_NOFILE`` (``ulimit -n``, 1024
+by default on many systems; section 14) caps them.  When ``accept`` fails
+with ``EMFILE`` the client stays in the kernel's listen queue, so the
+listener stays readable: a level-triggered loop would wake at once, fail
+again, and spin at 100% CPU.  We stop watching the listener for
+ACCEPT_BACKOFF seconds, keep serving the connections we have, and accept
+again once the pause is over (if a file cannot be opened meanwhile, the
+client gets 503 with ``Retry-After``).
+
+Why it is fast, and what that costs
+-----------------------------------
+A cached 2 KB file costs a ``recv``, a ``send`` and a few microseconds of
+Python.  Three caches make that so; each is a place where a real server
+trades freshness or memory for speed, and each says so in its comment:
+* ``FileCache``: small files' responses in memory, rechecked once a second
+  (nginx: ``open_file_cache``).  An edited file is served stale for up to a
+  second.
+* The ``Date`` header is formatted once a second (nginx caches its clock too).
+* A request head seen before is not parsed again (``understand_known_head``).
+The access log costs about as much as all the rest; ``--quiet`` turns it
+off, as nginx's ``access_log off`` does in the benchmark.  What this buys,
+against nginx and every other lesson on the same machine, is measured by
+``python -m bench.run``; the last full run is in bench/RESULTS.md.
+
+Try it
+------
+    python lessons/13_static_epoll.py                 # then open http://127.0.0.1:7890/
+    python lessons/13_static_epoll.py --edge          # edge-triggered: same behaviour
+    curl -v http://127.0.0.1:7890/ http://127.0.0.1:7890/style.css   # one connection, two answers
+    python -m bench.loadgen http://127.0.0.1:7890/ --connections 10000   # C10K, one GET each
+    python -m bench.run --quick --lessons 12_static_nonblocking 13_static_epoll
+    (ulimit -n 100; python lessons/13_static_epoll.py)  # then open 200 connections:
+                                                        # it pauses accepting, and recovers
+
+Exercise
+--------
+Slowloris defence: add ``--header-timeout S``, which closes a connection
+whose request head is not complete S seconds after its first byte arrived
+(answer ``408 Request Timeout``, then close), while the idle timeout
+(``--timeout``) still closes idle keep-alive connections.  Keep both kinds
+of deadline in the heap (or a timer wheel), never in a scan of every
+connection each turn of the loop.  Grade it with
+``python -m pytest tests/exercises -k 13``.
+"""
+
+import argparse
+import collections
+import email.utils
+import errno
+import functools
+import heapq
+import html
+import itertools
+import mimetypes
+import os
+import re
+import select
+import socket
+import sys
+import time
+import urllib.parse
+from http import HTTPStatus
+
+DEFAULT_PORT = 7890
+DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
+SERVER_NAME = "CourseServer/13-epoll"
+
+# Limits, with the answer a client gets when it breaks them.  The numbers
+# follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
+# 8 KiB per header line, node.js 16 KiB for the whole head.
+MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
+MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
+MAX_HEADERS = 100  # more -> 431
+MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+SMALL_FILE = 64 * 1024  # up to this size a file's response is kept in memory (FileCache)
+CACHE_ENTRIES = 256  # so the cache holds at most 16 MiB
+RECV_SIZE = 64 * 1024
+MAX_QUEUED_OUTPUT = 256 * 1024  # per client; beyond it, its pipelined requests wait
+MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
+ACCEPT_BACKOFF = 0.1  # seconds without accept() after running out of descriptors
+QUIET = False  # --quiet: log errors only
+
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+ALLOWED_METHODS = "GET, HEAD"
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+HTTP_VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+# The built-in table, not the system's /etc/mime.types, so that every
+# machine answers the same types.
+CONTENT_TYPES = mimetypes.MimeTypes()
+CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
+CONTENT_TYPES.add_type("text/markdown", ".md")
+TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+
+class HTTPError(Exception):
+    """A request we answer with an error status instead of a file."""
+
+    def __init__(self, status, explanation, headers=()):
+        super().__init__(explanation)
+        self.status = HTTPStatus(status)
+        self.explanation = explanation
+        self.headers = list(headers)
+
+
+class Request:
+    """A parsed request head: method, target, version and headers."""
+
+    def __init__(self, method, target, version, headers):
+        self.method = method
+        self.target = target
+        self.version = version  # (1, 0) or (1, 1)
+        self.headers = headers  # lower-case name -> value
+
+    @property
+    def request_line(self):
+        return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
+
+
+# ---------------------------------------------------------------------------
+# Bytes in, request or error out: no sockets here, so it can be tested alone.
+# ---------------------------------------------------------------------------
+
+def check_head_limits(buffer):
+    """Raise HTTPError if the head received so far already breaks a limit.
+
+    Called on every partial read, so a client cannot make us buffer more
+    than the limits allow while we wait for the blank line.
+    """
+    end = HEAD_END.search(buffer)
+    head = buffer[:end.start()] if end else buffer
+    request_line, *header_lines = head.split(b"\n")
+    header_lines = [line for line in header_lines if line not in (b"", b"\r")]
+    if len(request_line) > MAX_REQUEST_LINE:
+        raise HTTPError(HTTPStatus.REQUEST_URI_TOO_LONG,
+                        "The request line is longer than %d bytes." % MAX_REQUEST_LINE)
+    if len(header_lines) > MAX_HEADERS:
+        raise HTTPError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "More than %d header lines." % MAX_HEADERS)
+    if any(len(line) > MAX_HEADER_LINE for line in header_lines):
+        raise HTTPError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "A header line is longer than %d bytes." % MAX_HEADER_LINE)
+
+
+def parse_request_head(head):
+    """Parse the bytes before the blank line into a Request, or raise HTTPError."""
+    lines = [line.rstrip(b"\r") for line in head.split(b"\n")]
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise HTTPError(HTTPStatus.BAD_REQUEST,
+                        "The request line must be 'METHOD /path HTTP/1.1'.")
+    method, target, version = parts
+    if not TOKEN.fullmatch(method):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The method is not a valid token.")
+    version_match = HTTP_VERSION.fullmatch(version)
+    if not version_match:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The protocol must look like HTTP/1.1.")
+    version = (int(version_match[1]), int(version_match[2]))
+    if version[0] != 1:
+        raise HTTPError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                        "This server speaks HTTP/1.0 and HTTP/1.1 only.")
+    # A request target is printable ASCII; anything else must be %-encoded.
+    if not target or any(byte <= 0x20 or byte >= 0x7F for byte in target):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The request target has invalid characters.")
+
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):
+            # Also catches "Name : value" and obsolete folded lines, which
+            # RFC 9112 §5 says a server must reject.
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "Malformed header line.")
+        name = name.decode("ascii").lower()
+        value = value.strip(b" \t").decode("latin-1")
+        if name in headers:
+            if name in ("content-length", "host"):
+                raise HTTPError(HTTPStatus.BAD_REQUEST, "Repeated %s header." % name)
+            value = headers[name] + ", " + value
+        headers[name] = value
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(HTTPStatus.BAD_REQUEST,
+                        "HTTP/1.1 requests must carry a Host header (RFC 9112 §3.2).")
+    return Request(method.decode("ascii"), target.decode("ascii"), version, headers)
+
+
+def body_length(request):
+    """How many body bytes follow the head; refuse what we cannot skip safely."""
+    if "transfer-encoding" in request.headers:
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED,
+                        "Request bodies with Transfer-Encoding are not supported here.")
+    length = request.headers.get("content-length", "0")
+    if not length.isdigit():
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "Content-Length must be a number.")
+    if int(length) > MAX_DISCARDED_BODY:
+        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        "A request body may have at most %d bytes here." % MAX_DISCARDED_BODY)
+    return int(length)
+
+
+def translate_path(target, docroot):
+    """Map a request target to a file inside docroot, or raise HTTPError.
+
+    docroot must already be a realpath.  Returns the file's real path.
+    """
+    path = urllib.parse.urlsplit(target).path  # drops ?query and #fragment
+    if not path.startswith("/"):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The path must start with '/'.")
+    try:
+        decoded = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The path is not valid UTF-8.") from None
+    if "\0" in decoded:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "The path contains a NUL byte.")
+
+    segments = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            # Like a browser: ".." climbs one folder, but never above the root.
+            if segments:
+                segments.pop()
+            continue
+        if "\\" in segment or os.sep in segment or (os.altsep and os.altsep in segment) \
+                or os.path.splitdrive(segment)[0]:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "No such file.")
+        segments.append(segment)
+
+    # Dot segments are gone, but a symlink inside the docroot may still
+    # point outside it.  realpath follows links; the result must stay inside.
+    real = os.path.realpath(os.path.join(docroot, *segments))
+    if os.path.commonpath([real, docroot]) != docroot:
+        raise HTTPError(HTTPStatus.FORBIDDEN, "That path leads outside the served folder.")
+    if os.path.isdir(real):
+        if not path.endswith("/"):
+            # Relative links inside /dir/index.html only work from /dir/.
+            query = urllib.parse.urlsplit(target).query
+            location = path + "/" + ("?" + query if query else "")
+            raise HTTPError(HTTPStatus.MOVED_PERMANENTLY, "This is a folder.",
+                            [("Location", location)])
+        index = os.path.join(real, "index.html")
+        if not os.path.isfile(index):
+            raise HTTPError(HTTPStatus.FORBIDDEN, "This folder has no index.html.")
+        real = index
+    if not os.path.exists(real):
+        raise HTTPError(HTTPStatus.NOT_FOUND, "No such file.")
+    if not os.path.isfile(real):  # opening a FIFO or a device could block forever
+        raise HTTPError(HTTPStatus.FORBIDDEN, "Not a regular file.")
+    return real
+
+
+def content_type(path):
+    kind, _ = CONTENT_TYPES.guess_type(path)
+    kind = kind or "application/octet-stream"
+    if kind.startswith("text/") or kind in TEXT_TYPES_WITHOUT_TEXT_PREFIX:
+        kind += "; charset=utf-8"  # the course's files are UTF-8
+    return kind
+
+
+def http_date(cached=[None, ""]):
+    """Now, as a Date header: formatted once per second, not per response (so does nginx)."""
+    second = int(time.time())
+    if cached[0] != second:
+        cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return cached[1]
+
+
+def response_head(status, headers):
+    lines = ["HTTP/1.1 %d %s" % (status, status.phrase),
+             "Date: " + http_date(),
+             "Server: " + SERVER_NAME]
+    lines += ["%s: %s" % header for header in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def error_response(error, method="GET"):
+    """The bytes of a small HTML page that explains an HTTPError."""
+    title = "%d %s" % (error.status, error.status.phrase)
+    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
+            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
+            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    head = response_head(error.status, error.headers + [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", len(body)),
+        ("Connection", "close")])
+    return head if method == "HEAD" else head + body
+
+
+def understand_head(head):
+    """Bytes in; the request and whether to keep the connection after it out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, wants_keep_alive(request)
+
+
+# Understanding a head is a pure function of its bytes (lesson 06 made the
+# parser one), so its result can be remembered.  A client on a keep-alive
+# connection sends the same head, byte for byte, each time it asks for the
+# same file again (a benchmark does nothing else): such a head is parsed
+# once.  A head that fails raises HTTPError, which is not remembered; long
+# heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if len(head) > MAX_REMEMBERED_HEAD:
+        return understand_head(head)
+    return understand_known_head(head)
+
+
+# ---------------------------------------------------------------------------
+# Small files' responses, kept in memory.
+# ---------------------------------------------------------------------------
+
+class CachedFile:
+    """A small file's body and the heads built for it in the current second."""
+
+    def __init__(self, path, identity, body):
+        self.path = path
+        self.identity = identity  # (mtime, size, inode): what tells us the file changed
+        self.body = body
+        self.second = None  # the clock second the heads below were built in
+        self.heads = {}  # keep_alive -> response head, Date included
+
+    def response(self, request, keep_alive):
+        head = self.heads.get(keep_alive)
+        if head is None:
+            modified = self.identity[0] / 1e9
+            head = self.heads[keep_alive] = response_head(HTTPStatus.OK, [
+                ("Content-Type", content_type(self.path)),
+                ("Content-Length", len(self.body)),
+                ("Last-Modified", email.utils.formatdate(modified, usegmt=True)),
+                ("Connection", "keep-alive" if keep_alive else "close")])
+        return head if request.method == "HEAD" else head + self.body
+
+
+class FileCache:
+    """Responses of small files, reused: nginx's ``open_file_cache``, simplified.
+
+    Answering from scratch maps the path (realpath stats every folder on the
+    way), opens, reads and closes the file and formats the head: most of
+    what a request costs.  An entry is trusted for the rest of the clock
+    second it was checked in -- the Date header changes each second anyway.
+    The first request in a new second maps the path again and compares the
+    file's mtime, size and inode; only a changed file is read again.  So a
+    file edited on disk is served stale for at most a second (nginx:
+    ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files of at most
+    SMALL_FILE bytes, the oldest entry dropped first.
+    """
+
+    def __init__(self):
+        self.entries = {}  # request target -> CachedFile
+
+    def lookup(self, target, docroot):
+        """The CachedFile for target, or None for a file too large to keep.
+
+        Raises HTTPError as translate_path() and open_file() do.
+        """
+        second = int(time.time())
+        entry = self.entries.get(target)
+        if entry is not None and entry.second == second:
+            return entry
+        path = translate_path(target, docroot)
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > SMALL_FILE:
+                self.entries.pop(target, None)
+                return None
+            identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if entry is None or entry.path != path or entry.identity != identity:
+                entry = CachedFile(path, identity, file.read())
+                self.entries.pop(target, None)
+                if len(self.entries) >= CACHE_ENTRIES:
+                    del self.entries[next(iter(self.entries))]  # dicts keep insertion order
+                self.entries[target] = entry
+        entry.second = second
+        entry.heads = {}
+        return entry
+
+
+# ---------------------------------------------------------------------------
+# The socket side: one loop, many clients, woken only by what is ready.
+# ---------------------------------------------------------------------------
+
+class FileBody:
+    """A large file still to be sent: the kernel copies it, a piece per event."""
+
+    def __init__(self, file, size):
+        self.file = file
+        self.offset = 0
+        self.remaining = size
+
+    def send_to(self, sock):
+        """Hand the kernel as much of the file as the socket takes; return that count.
+
+        os.sendfile() copies from the page cache straight into the socket,
+        never through Python; on a non-blocking socket it stops when the
+        send buffer is full, so a slow reader costs one call per EPOLLOUT.
+        """
+        sent = os.sendfile(sock.fileno(), self.file.fileno(), self.offset, self.remaining)
+        if sent == 0:
+            # The file shrank while we sent it.  Only closing tells the
+            # client that the bytes Content-Length promised will not come.
+            raise ConnectionAbortedError("%s changed while it was being sent" % self.file.name)
+        self.offset += sent
+        self.remaining -= sent
+        if not self.remaining:
+            self.file.close()
+        return sent
+
+
+class Connection:
+    """What the loop remembers about one client between events.
+
+    A blocking server keeps this state in local variables of a function that
+    waits; a loop that must never wait keeps it here, per client.
+    """
+
+    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
+    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip",
+                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed",
+                 "head_deadline", "timer_at")
+
+    def __init__(self, sock, address, deadline):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
+        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
+        self.body_to_skip = 0  # bytes of a request body still to drop
+        self.close_when_sent = False  # a queued response said "Connection: close"
+        self.peer_closed = False  # recv() returned b"": the client sent its FIN
+        self.lingering = False  # we sent our FIN and wait for the client's
+        self.deadline = deadline
+        self.events = 0  # what epoll watches for on this socket now
+        self.closed = False
+        self.head_deadline = None  # --header-timeout: when an unfinished head runs out of time
+        self.timer_at = None  # when this connection's one live heap entry comes due
+
+    def due(self):
+        """The earliest of its deadlines: idle (or request) time, and head time."""
+        if self.head_deadline is None:
+            return self.deadline
+        return min(self.deadline, self.head_deadline)
+
+    def queue(self, data):
+        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
+            self.outgoing[-1] += data  # pipelined responses leave in one send
+        else:
+            self.outgoing.append(bytearray(data))
+
+    def output_is_full(self):
+        """True when this client must read what we queued before we answer more.
+
+        A client may pipeline requests and never read the responses; without
+        this limit it could make us queue responses until memory runs out.
+        """
+        if not self.outgoing:
+            return False
+        if any(isinstance(piece, FileBody) for piece in self.outgoing):
+            return True
+        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
+
+    def wants_input(self):
+        # After the client's FIN, a level-triggered epoll would report the
+        # socket readable (recv() == b"") at every turn: stop listening.
+        return not self.peer_closed and not self.output_is_full()
+
+    def close(self):
+        for piece in self.outgoing:
+            if isinstance(piece, FileBody):
+                piece.file.close()
+        self.outgoing.clear()
+        self.sock.close()
+        self.closed = True
+
+
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower() for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
+def respond(conn, request, keep_alive, docroot, cache):
+    """Queue the response to one request; raise HTTPError for an error answer."""
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+    cached = cache.lookup(request.target, docroot)
+    if cached is not None:
+        conn.queue(cached.response(request, keep_alive))  # head and body leave together
+        size = len(cached.body)
+    else:  # a large file: mapped and opened for each request, and streamed
+        path = translate_path(request.target, docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        size = info.st_size
+        conn.queue(response_head(HTTPStatus.OK, [
+            ("Content-Type", content_type(path)),
+            ("Content-Length", size),
+            ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
+            ("Connection", "keep-alive" if keep_alive else "close")]))
+        if request.method == "GET":
+            conn.outgoing.append(FileBody(file, size))  # send_pending streams it
+        else:
+            file.close()
+    conn.close_when_sent = not keep_alive
+    if not QUIET:
+        log(conn.address, request.request_line, HTTPStatus.OK,
+            size if request.method == "GET" else 0)
+
+
+def answer_requests(conn, docroot, cache):
+    """Queue a response for every complete request in conn.received, in order.
+
+    Returns True if it stopped because conn.output_is_full(): requests may
+    be waiting in conn.received for the client to read what is queued.
+    """
+    while not conn.close_when_sent:  # nothing after "Connection: close" is answered
+        if conn.body_to_skip:
+            skipped = min(conn.body_to_skip, len(conn.received))
+            del conn.received[:skipped]
+            conn.body_to_skip -= skipped
+            if conn.body_to_skip:
+                return False
+        if not conn.received:
+            return False
+        if conn.output_is_full():
+            return True
+        request = None
+        try:
+            end = HEAD_END.search(conn.received)
+            if not end:
+                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
+                return False  # the rest of the head has not arrived yet
+            head = bytes(conn.received[:end.start()])
+            del conn.received[:end.end()]
+            request, keep_alive = parse_head(head)
+            conn.body_to_skip = body_length(request)
+            respond(conn, request, keep_alive, docroot, cache)
+        except HTTPError as error:
+            method = request.method if request else "GET"
+            conn.queue(error_response(error, method))
+            conn.close_when_sent = True  # we can no longer trust where the next request starts
+            log(conn.address, request.request_line if request else "-", error.status, 0)
+    return False
+
+
+def send_pending(conn, timeout):
+    """Send what the socket takes now, in order; return the number of bytes sent.
+
+    Stops only at BlockingIOError (or when all is sent): in edge-triggered
+    mode epoll announces free space once, when the buffer stops being full,
+    so we must have filled it.
+    """
+    sent_total = 0
+    while conn.outgoing:
+        piece = conn.outgoing[0]
+        try:
+            if isinstance(piece, FileBody):
+                sent_total += piece.send_to(conn.sock)
+                finished = not piece.remaining
+            else:
+                sent = conn.sock.send(piece)
+                sent_total += sent
+                finished = sent == len(piece)
+                if not finished:
+                    del piece[:sent]  # the rest goes at the next EPOLLOUT
+        except BlockingIOError:
+            break  # the kernel's send buffer is full: wait for EPOLLOUT
+        if finished:
+            conn.outgoing.popleft()
+    if sent_total:
+        # Progress: a client that reads, however slowly, is not idle.  Once
+        # the output is empty this starts the wait for its next request.
+        conn.deadline = time.monotonic() + timeout
+    return sent_total
+
+
+def finish_sending(conn):
+    """Once everything is sent, end the connection if its conversation is over."""
+    if conn.outgoing:
+        return
+    if conn.peer_closed:
+        conn.close()  # the client said goodbye and has all its answers
+    elif conn.close_when_sent and not conn.lingering:
+        # A lingering close, without waiting: send our FIN now and keep
+        # reading (and dropping) until the client's FIN arrives.  Closing at
+        # once while the client still sends would turn our FIN into a RST,
+        # and a RST can destroy the response before the client has read it.
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.lingering = True
+
+
+def time_out(conn, timeout):
+    """The deadline passed: nothing was sent for --timeout seconds."""
+    if conn.received and not conn.outgoing and not conn.close_when_sent:
+        # It sent part of a request, then stalled: say so, then close.
+        conn.queue(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                            "The request took too long to arrive.")))
+        conn.close_when_sent = True
+        conn.deadline = time.monotonic() + timeout
+        log(conn.address, "- (client timed out)", HTTPStatus.REQUEST_TIMEOUT, 0)
+    else:
+        log(conn.address, "- (client %s)" % ("gone" if conn.lingering else "idle"), None, 0)
+        conn.close()
+
+
+class EpollServer:
+    """The source's WsgiServer, kept as one object: the loop and everything it watches."""
+
+    def __init__(self, listener, docroot, timeout, edge, header_timeout=None):
+        self.listener = listener
+        self.docroot = docroot
+        self.timeout = timeout
+        self.header_timeout = header_timeout
+        self.edge = edge
+        # EPOLLET: report a socket when it becomes ready, not while it is ready.
+        self.trigger = select.EPOLLET if edge else 0
+        self.poller = select.epoll()
+        self.connections = {}  # fd -> Connection
+        # Deadlines in a heap, earliest first: the loop looks at the top
+        # only, never at every connection.  One entry per connection; when
+        # it comes due early (the client was active since), it is pushed
+        # back with the connection's current deadline.
+        self.timers = []  # (deadline, tie-breaker, Connection)
+        self.tie_breaker = itertools.count()
+        self.accept_resumes_at = None  # set while out of descriptors
+        self.cache = FileCache()
+
+    def serve_forever(self):
+        self.listener.setblocking(False)
+        self.poller.register(self.listener.fileno(), select.EPOLLIN | self.trigger)
+        while True:
+            events = self.poller.poll(self.seconds_to_next_timer())
+            listener_ready = False
+            for fd, mask in events:
+                if fd == self.listener.fileno():
+                    listener_ready = True
+                elif fd in self.connections:
+                    self.on_client_event(self.connections[fd], mask)
+            # Accept after the other events: a descriptor closed above may be
+            # reused at once by accept(), and an event still queued for the
+            # old connection must not reach the new one.
+            if listener_ready:
+                self.accept_clients()
+            self.run_due_timers()
+
+    def seconds_to_next_timer(self):
+        wakeups = [self.timers[0][0]] if self.timers else []
+        if self.accept_resumes_at is not None:
+            wakeups.append(self.accept_resumes_at)
+        if not wakeups:
+            return -1  # nothing to wake up for: wait for an event, however long
+        return max(min(wakeups) - time.monotonic(), 0)
+
+    def accept_clients(self):
+        # Until BlockingIOError: the source accepted one client per event
+        # on an edge-triggered listener, and the rest of a burst then waited
+        # for the next client to arrive and make a new edge.
+        while True:
+            try:
+                sock, address = self.listener.accept()
+            except BlockingIOError:
+                return  # the listen queue is empty
+            except (ConnectionAbortedError, InterruptedError):
+                continue  # the client left before we accepted it
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                self.pause_accepting(error)
+                return
+            sock.setblocking(False)
+            # Nagle's algorithm would hold a pipelined response back until the
+            # previous one is acknowledged (up to 40 ms with delayed ACKs).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, address, time.monotonic() + self.timeout)
+            self.connections[conn.fd] = conn
+            conn.events = select.EPOLLIN
+            self.poller.register(conn.fd, conn.events | self.trigger)
+            self.schedule(conn)
+
+    def pause_accepting(self, error):
+        """Out of descriptors: stop watching the listener for a moment.
+
+        The waiting client stays in the kernel's listen queue, so the
+        listener stays readable: a level-triggered loop would be woken at
+        once, fail accept() again, and spin at 100% CPU.  We let the
+        connections we have go on, and try again ACCEPT_BACKOFF later.
+        """
+        log(("-",), "- (accept: %s; pausing %.1f s)" % (error.strerror, ACCEPT_BACKOFF), None, 0)
+        self.poller.modify(self.listener.fileno(), 0)
+        self.accept_resumes_at = time.monotonic() + ACCEPT_BACKOFF
+
+    def on_client_event(self, conn, mask):
+        try:
+            if mask & (select.EPOLLERR | select.EPOLLHUP):
+                # Reset by the peer, or both directions shut: nothing more
+                # can be sent, so there is nothing left to do for it.
+                log(conn.address, "- (%s)" % ("EPOLLERR" if mask & select.EPOLLERR
+                                              else "EPOLLHUP"), None, 0)
+                self.close(conn)
+                return
+            if mask & select.EPOLLIN:
+                self.receive(conn)
+            if mask & select.EPOLLOUT and conn.outgoing:
+                self.keep_going(conn)
+            finish_sending(conn)
+            if conn.closed:
+                self.forget(conn)
+            else:
+                self.watch(conn)
+        except OSError as error:  # reset, broken pipe, a file that changed
+            log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
+            self.close(conn)
+
+    def receive(self, conn):
+        """Read what has arrived, answer it, send what the socket takes."""
+        while conn.wants_input():
+            try:
+                chunk = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return  # drained: the next EPOLLIN will say when there is more
+            if not chunk:
+                conn.peer_closed = True
+                return
+            if not conn.lingering:  # after our FIN we only wait for theirs
+                conn.received += chunk
+                self.keep_going(conn)
+                self.time_the_head(conn)
+            if not self.edge:
+                # Level-triggered: one recv() per event is enough.  If bytes
+                # remain, epoll reports the socket again at the next turn.
+                return
+            # Edge-triggered: this event will not be repeated.  The source
+            # read once per edge, so the rest of a long or pipelined request
+            # stayed in the kernel and the client waited forever.
+
+    def time_the_head(self, conn):
+        """Start or stop the --header-timeout clock of conn's unfinished request head.
+
+        A slowloris client sends a request head a byte at a time, never
+        finishing it, and holds a connection (here: memory and a descriptor)
+        for as long as each byte keeps it from looking idle.  This clock
+        starts at the head's first byte and is not reset by the ones after.
+        """
+        if self.header_timeout is None:
+            return
+        if not conn.received or HEAD_END.search(conn.received):
+            conn.head_deadline = None  # no head yet, or a whole one waiting for its turn
+        elif conn.head_deadline is None:
+            conn.head_deadline = time.monotonic() + self.header_timeout
+            self.schedule(conn)
+
+    def schedule(self, conn):
+        """Keep one live heap entry per connection, at its earliest deadline.
+
+        An entry pushed for an earlier deadline supersedes the one before;
+        the superseded entry is skipped when it comes due (timer_at differs).
+        """
+        due = conn.due()
+        if conn.timer_at is None or due < conn.timer_at:
+            conn.timer_at = due
+            heapq.heappush(self.timers, (due, next(self.tie_breaker), conn))
+
+    def keep_going(self, conn):
+        while True:
+            paused = answer_requests(conn, self.docroot, self.cache)
+            send_pending(conn, self.timeout)
+            if not paused or conn.outgoing:
+                return  # else the client took all we queued: answer its next requests
+
+    def watch(self, conn):
+        """Tell epoll what this connection waits for now, if that changed.
+
+        EPOLLOUT only while output is pending: a socket with room in its
+        send buffer is writable nearly all the time, and a level-triggered
+        loop watching for EPOLLOUT on idle connections would never sleep.
+        """
+        events = select.EPOLLIN if conn.wants_input() else 0
+        if conn.outgoing:
+            events |= select.EPOLLOUT
+        if events != conn.events:
+            # In edge-triggered mode a modify() also re-arms the socket: if
+            # bytes wait that we left unread while the client's output was
+            # full, epoll reports them now.
+            self.poller.modify(conn.fd, events | self.trigger)
+            conn.events = events
+
+    def run_due_timers(self):
+        now = time.monotonic()
+        if self.accept_resumes_at is not None and self.accept_resumes_at <= now:
+            self.accept_resumes_at = None
+            # Watching again: if clients wait in the queue, epoll says so now.
+            self.poller.modify(self.listener.fileno(), select.EPOLLIN | self.trigger)
+        while self.timers and self.timers[0][0] <= now:
+            when, _, conn = heapq.heappop(self.timers)
+            if conn.closed or when != conn.timer_at:
+                continue  # closed, or superseded by an earlier entry
+            conn.timer_at = None
+            if conn.due() > now:
+                # Active since this entry was pushed: move it, don't look at it.
+                self.schedule(conn)
+                continue
+            conn.head_deadline = None  # a 408 (or a close) ends this head's time
+            try:
+                time_out(conn, self.timeout)
+                if not conn.closed:  # a 408 to send
+                    send_pending(conn, self.timeout)
+                    finish_sending(conn)
+            except OSError as error:
+                log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
+                conn.close()
+            if conn.closed:
+                self.forget(conn)
+            else:
+                self.watch(conn)
+                self.schedule(conn)
+
+    def close(self, conn):
+        if not conn.closed:
+            conn.close()
+        self.forget(conn)
+
+    def forget(self, conn):
+        # close() has already removed the descriptor from epoll (the kernel
+        # does that when the last reference to a socket goes).  Its heap
+        # entry is skipped when it comes due.
+        self.connections.pop(conn.fd, None)
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server."""
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
+          file=sys.stderr)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no line per answered request, only errors (nginx: access_log"
+                             " off); a line costs as much as the rest of a cached request")
+    parser.add_argument("--edge", action="store_true",
+                        help="edge-triggered epoll (EPOLLET) instead of level-triggered")
+    parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                        help="how long a request head may take from its first byte to its "
+                             "end; then 408 and close (default: only --timeout applies)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    global QUIET
+    args = parse_args(argv)
+    QUIET = args.quiet
+    if not hasattr(select, "epoll"):
+        sys.exit("Lesson 13 needs Linux's epoll; here, run lesson 12 "
+                 "(lessons/12_static_nonblocking.py) or port this loop to the selectors module.")
+    docroot = os.path.realpath(args.directory)
+    if not os.path.isdir(docroot):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    try:
+        listener = open_listener(args.bind, args.port)
+    except OSError as error:
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:
+            # Inside the try: Ctrl+C may come as soon as the line is out,
+            # before print() has even returned.
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            EpollServer(listener, docroot, args.timeout, args.edge,
+                        args.header_timeout).serve_forever()
+        except KeyboardInterrupt:
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

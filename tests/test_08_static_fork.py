@@ -2,12 +2,11 @@
 
 One child per connection, made by os.fork: the parent keeps no client socket,
 the child keeps no listening socket and leaves when its connection ends,
-every child is reaped, and none outlives the parent.
+every child is reaped.  (That none outlives the parent, even one
+interrupted alone, is in test_concurrent_servers.py.)
 """
 
 import ast
-import os
-import signal
 import subprocess
 import sys
 
@@ -54,23 +53,6 @@ def test_a_child_leaves_when_its_connection_ends_and_is_reaped(launch, docroot):
     # Nobody connects now: reaping must not depend on the next accept().
     assert wait_for(lambda: list(server.group_processes()) == [server.pid]), \
         "children still there (Z = zombie): %s" % server.group_processes()
-
-
-def test_no_child_outlives_a_parent_interrupted_alone(launch, docroot):
-    server = launch(LESSON, "--timeout", "60", directory=docroot)
-    connections = open_keep_alive_connections(server.port, 3)
-    downloading = rawhttp.connect(server.port)
-    (docroot / "big.bin").write_bytes(b"x" * (8 * 1024 * 1024))
-    downloading.sendall(rawhttp.build_request("/big.bin"))
-    rawhttp.ResponseReader(downloading).read_head()
-    try:
-        os.kill(server.pid, signal.SIGINT)  # `kill -INT <pid>`: the children do not get it
-        assert server.process.wait(10) == 0
-        assert wait_for(lambda: not server.group_members(), 2.0), \
-            "children outlived the parent by 2 s: %s" % server.group_members()
-    finally:
-        for sock in connections + [downloading]:
-            sock.close()
 
 
 def test_without_os_fork_a_one_line_message_points_to_lesson_07(tmp_path):

@@ -17,6 +17,7 @@ not how a lesson keeps it:
 """
 
 import os
+import signal
 import socket
 import time
 
@@ -371,6 +372,26 @@ def test_after_300_connections_descriptors_return_to_baseline_and_no_zombie_rema
 
 
 # -- Ctrl+C ----------------------------------------------------------------------
+
+def test_no_process_outlives_a_server_interrupted_alone(server, site):
+    # `kill -INT <pid>` reaches the server's main process only, not the
+    # children a terminal's Ctrl+C would reach too: the server must end them.
+    kept = []
+    for _ in range(3):
+        sock = rawhttp.connect(server.port)
+        sock.sendall(rawhttp.build_request("/notes.txt"))
+        assert rawhttp.ResponseReader(sock).read_response().status == 200
+        kept.append(sock)
+    downloading, reader, _ = start_download(server.port, receive_buffer=TINY_RECEIVE_BUFFER)
+    try:
+        os.kill(server.pid, signal.SIGINT)
+        assert server.process.wait(10) == 0
+        assert wait_for(lambda: not server.group_members(), 2.0), \
+            "processes outlived the server by 2 s: %s" % server.group_members()
+    finally:
+        for sock in kept + [downloading]:
+            sock.close()
+
 
 def test_ctrl_c_with_connections_in_every_state_leaves_no_process_behind(server, site):
     idle = rawhttp.connect(server.port)

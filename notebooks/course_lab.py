@@ -13,15 +13,21 @@ own cells; what lives here is what a student should not have to read twice:
   the servers a dead kernel left behind (``sweep_orphans``).
 * ``group_memory`` / ``group_cpu_seconds`` read /proc for a server's whole
   process group, so forking servers are measured with their children.
+* ``hold`` and ``load`` measure through bench/, the course's measuring
+  instrument: its load generator (every connection held at once, every byte
+  checked) and its wrk runner.
 """
 
 import atexit
 import http.server
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +35,6 @@ NOTEBOOKS = Path(__file__).resolve().parent
 REPO = NOTEBOOKS.parent
 HTML = REPO / "html"
 LESSONS = REPO / "lessons"
-BENCH = REPO / "bench"
 
 # The harness the tests use: one launcher for tests and notebooks alike.
 for folder in (REPO / "tests", REPO):
@@ -37,18 +42,17 @@ for folder in (REPO / "tests", REPO):
         sys.path.insert(0, str(folder))
 import servers as harness  # noqa: E402  (tests/servers.py)
 
+try:
+    from bench import run as bench_run  # noqa: E402  (the course's measuring instrument)
+except ImportError:  # bench/ not there: the notebooks say what they skip
+    bench_run = None
+
 QUICK = os.environ.get("QUICK", "").strip().lower() not in ("", "0", "no", "false")
 
 # `python -m http.server` prints the same startup line as the lessons (they
 # copied it), so the harness can launch it as a script too.
 HTTP_SERVER_MODULE = Path(http.server.__file__)
 REGISTRY = Path(tempfile.gettempdir()) / ("course-notebook-servers-%d.json" % os.getuid())
-
-
-def lesson_script(lesson_id):
-    """lessons/<id>.py, or None when that lesson has not been written yet."""
-    path = harness.script_path(lesson_id)
-    return path if path.is_file() else None
 
 
 def find_lesson(prefix):
@@ -230,13 +234,6 @@ def group_cpu_seconds(server):
     return user, system
 
 
-def open_descriptors(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return None
-
-
 def migrations(pid):
     """How often the scheduler moved this process to another CPU."""
     try:
@@ -259,16 +256,7 @@ def read_first_line(path, default="(not available here)"):
 # Load: the course's measuring instrument, bench/ (its load generator and its wrk runner)
 # ---------------------------------------------------------------------------
 
-import shutil as _shutil  # noqa: E402
-import subprocess as _subprocess  # noqa: E402
-import threading as _threading  # noqa: E402
-
-try:
-    from bench import run as bench_run  # noqa: E402
-except ImportError:  # bench/ not there: the notebooks say what they skip
-    bench_run = None
-
-WRK = _shutil.which("wrk")
+WRK = shutil.which("wrk")
 HAS_LOADGEN = bench_run is not None
 
 
@@ -310,7 +298,7 @@ def hold(port, connections, requests=2, timeout=5, cpu=None):
          str(timeout), "--expect-file", str(HTML / name), "--json"], cpu)
     # Worst case: every connect waits out its timeout, 100 connects in flight at a time.
     limit = 60 + (connections // 100 + 1) * timeout * 2 + requests * timeout
-    run = _subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=limit)
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=limit)
     try:
         return json.loads(run.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -324,8 +312,8 @@ class MemorySampler:
         self.server = server
         self.interval = interval
         self.peak = {"rss": 0, "pss": 0, "processes": 0}
-        self._stop = _threading.Event()
-        self._thread = _threading.Thread(target=self._run, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
@@ -341,13 +329,3 @@ class MemorySampler:
     def __exit__(self, *exc_info):
         self._stop.set()
         self._thread.join()
-
-
-def threads_of(pid):
-    try:
-        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -43,6 +43,8 @@ CONCURRENT_SERVERS = [
     "09_static_socketserver",
     "10_static_threading",
     "11_static_gevent",
+    "12_static_nonblocking",
+    "13_static_epoll",
 ]
 
 STARTUP_LINE = re.compile(

@@ -71,7 +71,7 @@ def test_a_range_of_a_large_file_is_exact_too(exercise, http, site):
 
 
 @pytest.mark.points(2)
-def test_an_unsatisfiable_range_gets_416_with_the_size(exercise, http, site):
+def test_an_unsatisfiable_range_is_refused_with_the_size(exercise, http, site):
     server = start(exercise, site)
     for spec in ("bytes=2048-", "bytes=5000-6000"):
         response = ranged(http, server, "/small.bin", spec)

@@ -59,7 +59,7 @@ def assert_idle_for(connection, seconds):
 
 
 @pytest.mark.points(3)
-def test_a_head_unfinished_s_seconds_after_its_first_byte_gets_408_and_is_closed(
+def test_a_head_unfinished_s_seconds_after_its_first_byte_times_out_and_is_closed(
         exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
     with http.connect(server) as slow:
@@ -100,7 +100,7 @@ def test_the_idle_timeout_still_closes_idle_keep_alive_connections(exercise, htt
         assert 0.8 < time.monotonic() - started < 4, "after about --timeout (1 s) of silence"
 
 
-def test_many_slow_clients_each_get_their_408(exercise, http, site):
+def test_many_slow_clients_each_get_their_request_timeout(exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
     slow = [http.connect(server) for _ in range(20)]
     for client in slow:

@@ -20,8 +20,9 @@ The classes (section 2.5)
 with a StreamRequestHandler for TCP (a connection: ``self.rfile`` and
 ``self.wfile`` wrap the socket) or a DatagramRequestHandler for UDP (one
 datagram in ``self.rfile``, the reply written to ``self.wfile``).  The
-mixin comes first among the bases, so that its process_request() is the
-one that runs.  (ForkingMixIn exists only where os.fork does.)
+mixin comes before the server class among the bases, so that its
+process_request() is the one that runs.  (ForkingMixIn exists only where
+os.fork does.)
 
 Where the mixin plugs in:
 
@@ -113,6 +114,11 @@ What changed from the source's code, and why
   404, and every response in two sends.  Here: see above.
 * The settings above; and ``allow_reuse_address`` (SO_REUSEADDR) for a quick
   restart, which lesson 06 sets by hand.
+* Lesson 08's two precautions, through socketserver's own hooks:
+  process_request() holds Ctrl+C back while the mixin forks and records
+  the child, and server_close() ends any child still running before
+  ForkingMixIn waits for them all.  Without them, a Ctrl+C that came just
+  as a client connected left that client's child running, unknown.
 * handle_error() says one line for an OSError (a fork refused: EAGAIN,
   ENOMEM) instead of socketserver's traceback.
 * ``--threads`` shows the other mixin: no new code, a different base class.
@@ -142,6 +148,7 @@ import html
 import mimetypes
 import os
 import re
+import signal
 import socket
 import socketserver
 import sys
@@ -572,10 +579,23 @@ def serve_client(client, address, docroot, timeout):
             log(address, "- (%s)" % error.__class__.__name__, None, 0)
 
 
+def hold_ctrl_c():
+    """Block SIGINT in this thread: a Ctrl+C now waits, pending, instead of striking."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; Windows has no signal masks
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def allow_ctrl_c():
+    """Unblock SIGINT: a Ctrl+C held back meanwhile is delivered now."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class StaticRequestHandler(socketserver.StreamRequestHandler):
     """socketserver makes one per connection and calls handle(), in a child or a thread."""
 
     def handle(self):
+        allow_ctrl_c()  # a forked child inherits process_request's hold
         # self.request is the accepted socket.  StreamRequestHandler also
         # wraps it in self.rfile and self.wfile; we keep to the socket, for
         # our limits on reading and for sendfile.  When handle() returns,
@@ -584,27 +604,48 @@ class StaticRequestHandler(socketserver.StreamRequestHandler):
                      self.server.idle_timeout)
 
 
-class StaticServer(socketserver.TCPServer):
-    """TCPServer with the settings a web server needs; a mixin adds the concurrency."""
+class StaticServer:
+    """What a web server changes in socketserver's classes: the first base class."""
 
     allow_reuse_address = True  # SO_REUSEADDR, as lesson 06 sets by hand
     # The listen() backlog.  TCPServer's default is 5: when 5 connections
     # wait to be accepted, Linux drops the next SYNs, and those clients try
     # again after 1 s, 3 s, 7 s...
     request_queue_size = 128
+    # ForkingMixIn: with max_children alive (default 40) the parent *blocks*
+    # in waitpid() until one ends, and accepts nobody meanwhile.
+    max_children = MAX_CHILDREN
+    # ThreadingMixIn: daemon threads, so that Ctrl+C does not wait for idle
+    # keep-alive connections to time out.
+    daemon_threads = True
 
     def __init__(self, address, docroot, timeout):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.docroot = docroot
         self.idle_timeout = timeout
-        # Settings of the two mixins, here so that both variants share them.
-        # ForkingMixIn: with max_children alive, the parent *blocks* in
-        # waitpid() until one ends, and accepts nobody meanwhile.
-        self.max_children = MAX_CHILDREN
-        # ThreadingMixIn: daemon threads, so that Ctrl+C does not wait for
-        # idle keep-alive connections to time out.
-        self.daemon_threads = True
         super().__init__(address, StaticRequestHandler)
+
+    def process_request(self, request, client_address):
+        # Lesson 08's precaution: a Ctrl+C that struck between ForkingMixIn's
+        # fork() and its recording of the child's pid would leave a child
+        # that nobody knows of -- and that, born just after the Ctrl+C, never
+        # got it.  Held back, it strikes once the mixin is done.
+        hold_ctrl_c()
+        try:
+            super().process_request(request, client_address)
+        finally:
+            allow_ctrl_c()
+
+    def server_close(self):
+        # Lesson 08's other precaution: end any child still running (one
+        # born just after Ctrl+C, or any child when the parent alone was
+        # interrupted) before ForkingMixIn waits for them all.
+        for pid in getattr(self, "active_children", None) or ():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # it had already ended
+        super().server_close()
 
     def handle_error(self, request, client_address):
         # socketserver calls this for an exception while it processes a
@@ -617,16 +658,18 @@ class StaticServer(socketserver.TCPServer):
             super().handle_error(request, client_address)
 
 
-# The two variants differ in one base class: the mixin overrides
-# process_request(), the one step of serve_forever() -> _handle_request_noblock()
+# The two servers differ in one base class: the mixin, which overrides
+# process_request(), the step of serve_forever() -> _handle_request_noblock()
 # -> process_request() -> finish_request() -> StaticRequestHandler(...).handle()
-# that decides where a connection is served.
+# that decides where a connection is served.  The source wrote
+# ``class WSGIServer(ForkingMixIn, TCPServer)``; StaticServer comes first, so
+# that its settings and hooks take precedence over the mixin's.
 if hasattr(socketserver, "ForkingMixIn"):  # POSIX only: Windows has no fork
-    class ForkingStaticServer(socketserver.ForkingMixIn, StaticServer):
+    class ForkingStaticServer(StaticServer, socketserver.ForkingMixIn, socketserver.TCPServer):
         pass
 
 
-class ThreadingStaticServer(socketserver.ThreadingMixIn, StaticServer):
+class ThreadingStaticServer(StaticServer, socketserver.ThreadingMixIn, socketserver.TCPServer):
     pass
 
 

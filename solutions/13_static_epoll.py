@@ -594,15 +594,12 @@ def answer_requests(conn, docroot, cache):
     Returns True if it stopped because conn.output_is_full(): requests may
     be waiting in conn.received for the client to read what is queued.
     """
-    while not conn.close_when_sent:  # nothing after "Connection: close" is answered
+    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
         if conn.body_to_skip:
             skipped = min(conn.body_to_skip, len(conn.received))
             del conn.received[:skipped]
             conn.body_to_skip -= skipped
-            if conn.body_to_skip:
-                return False
-        if not conn.received:
-            return False
+            continue
         if conn.output_is_full():
             return True
         request = None
@@ -709,11 +706,12 @@ class EpollServer:
     def serve_forever(self):
         self.listener.setblocking(False)
         self.poller.register(self.listener.fileno(), select.EPOLLIN | self.trigger)
+        listener_fd = self.listener.fileno()
         while True:
             events = self.poller.poll(self.seconds_to_next_timer())
             listener_ready = False
             for fd, mask in events:
-                if fd == self.listener.fileno():
+                if fd == listener_fd:
                     listener_ready = True
                 elif fd in self.connections:
                     self.on_client_event(self.connections[fd], mask)
@@ -773,10 +771,12 @@ class EpollServer:
     def on_client_event(self, conn, mask):
         try:
             if mask & (select.EPOLLERR | select.EPOLLHUP):
-                # Reset by the peer, or both directions shut: nothing more
-                # can be sent, so there is nothing left to do for it.
-                log(conn.address, "- (%s)" % ("EPOLLERR" if mask & select.EPOLLERR
-                                              else "EPOLLHUP"), None, 0)
+                # Reset by the peer, or both directions shut (as when a
+                # lingering close ends): nothing more can be sent, so there
+                # is nothing left to do for it.
+                if not conn.lingering:
+                    log(conn.address, "- (%s)" % ("EPOLLERR" if mask & select.EPOLLERR
+                                                  else "EPOLLHUP"), None, 0)
                 self.close(conn)
                 return
             if mask & select.EPOLLIN:
@@ -903,8 +903,16 @@ class EpollServer:
     def forget(self, conn):
         # close() has already removed the descriptor from epoll (the kernel
         # does that when the last reference to a socket goes).  Its heap
-        # entry is skipped when it comes due.
+        # entry is skipped when it comes due; if such leftovers come to
+        # outnumber the live connections (many short connections), the heap
+        # is rebuilt from the live ones: rarely, so it costs little per close.
         self.connections.pop(conn.fd, None)
+        if len(self.timers) > 2 * len(self.connections) + 64:
+            for live in self.connections.values():
+                live.timer_at = live.due()  # its one entry in the rebuilt heap
+            self.timers = [(live.timer_at, next(self.tie_breaker), live)
+                           for live in self.connections.values()]
+            heapq.heapify(self.timers)
 
 
 def log(address, request_line, status, size):

@@ -166,7 +166,7 @@ class Exercise:
         self.lesson = module.LESSON
         self.title = (module.__doc__ or module.LESSON).strip().splitlines()[0]
         self.submission = submission
-        self.script_path = submission / (module.LESSON + ".py")
+        self.script_path = find_submitted(submission, module.LESSON + ".py")
         self.log_folder = log_folder
         self.transcript = None  # of the test running now
         self.shared = {}  # launch arguments -> a running server, or why it did not start
@@ -252,6 +252,15 @@ class Exercise:
         for server in self.shared.values():
             if not isinstance(server, grading.NotGradable):
                 grading.dispose(server)
+
+
+def find_submitted(folder, name):
+    """folder/name, or else the shallowest folder/**/name: an upload may keep its folder."""
+    direct = folder / name
+    if direct.is_file() or not folder.is_dir():
+        return direct
+    found = sorted(folder.rglob(name), key=lambda path: (len(path.parts), str(path)))
+    return found[0] if found else direct
 
 
 @pytest.fixture(scope="session")

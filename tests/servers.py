@@ -277,6 +277,13 @@ def wait_for(condition, timeout=10.0, interval=0.05):
         time.sleep(interval)
 
 
+def cpu_used_over(server, seconds):
+    """CPU seconds the server's processes use in the next `seconds`: a measuring window."""
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    return server.cpu_seconds() - before
+
+
 def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,
                  port=0, bind="127.0.0.1", startup_timeout=STARTUP_TIMEOUT,
                  output_limit=OUTPUT_LIMIT, leading_args=(), startup_line=STARTUP_LINE):

@@ -33,10 +33,6 @@ def loop(request):
     return script_path(request.param[0]), request.param[1:]
 
 
-def threads_of(pid):
-    return len(os.listdir("/proc/%d/task" % pid))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_2000_clients_connected_at_once_are_all_answered_by_one_thread(launch, loop, docroot):
     script, args = loop
@@ -56,7 +52,7 @@ def test_2000_clients_connected_at_once_are_all_answered_by_one_thread(launch, l
             assert response.status == 200
             assert response.body == expected
         assert server.open_descriptors() >= MANY_CLIENTS, "all held open at once"
-        assert threads_of(server.pid) == 1
+        assert server.thread_count() == 1
         assert len(server.group_members()) == 1
     finally:
         for sock in clients:

@@ -5,25 +5,16 @@ with the other lessons (test_contract.py, test_concurrent_servers.py,
 test_12_13_event_loops.py).  Here: the price of polling, and the lesson's text.
 """
 
-import importlib.util
 import os
-import time
 
 import pytest
 
 import rawhttp
-from servers import script_path
+from servers import cpu_used_over, import_lesson, script_path
 
 LESSON = script_path("12_static_nonblocking")
 IDLE_CLIENTS = 50
 MEASURED_SECONDS = 1.5  # a measuring window, not a wait for the server
-
-
-def load_lesson():
-    spec = importlib.util.spec_from_file_location("lesson12", LESSON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def idle_cpu_seconds(server, clients=IDLE_CLIENTS):
@@ -33,9 +24,7 @@ def idle_cpu_seconds(server, clients=IDLE_CLIENTS):
         for sock in idle[-1:]:  # the last one answered: every one before it is accepted
             sock.sendall(rawhttp.build_request("/notes.txt"))
             assert rawhttp.ResponseReader(sock).read_response().status == 200
-        before = server.cpu_seconds()
-        time.sleep(MEASURED_SECONDS)
-        return server.cpu_seconds() - before
+        return cpu_used_over(server, MEASURED_SECONDS)
     finally:
         for sock in idle:
             sock.close()
@@ -54,7 +43,7 @@ def test_polling_spins_while_idle_and_a_poll_interval_trades_cpu_for_latency(lau
 
 
 def test_the_docstring_names_its_section_measures_polling_and_states_the_exercise():
-    doc = load_lesson().__doc__
+    doc = import_lesson("12_static_nonblocking").__doc__
     assert doc.startswith("Lesson 12 · ")
     assert "12. Web静态服务器-非阻塞IO" in doc
     for heading in ("What changed from the source", "The cost of polling", "Try it", "Exercise"):

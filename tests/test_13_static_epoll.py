@@ -7,7 +7,6 @@ promises: no CPU while idle, no spin when descriptors run out, its caches
 stay honest, and off Linux it says where to go.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,19 +15,12 @@ import time
 import pytest
 
 import rawhttp
-from servers import script_path
+from servers import cpu_used_over, import_lesson, script_path, wait_for_output
 
 LESSON = script_path("13_static_epoll")
 MODES = [(), ("--edge",)]
 IDLE_CLIENTS = 50
 MEASURED_SECONDS = 2.0  # a measuring window, not a wait for the server
-
-
-def load_lesson():
-    spec = importlib.util.spec_from_file_location("lesson13", LESSON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(params=MODES, ids=lambda mode: " ".join(mode) or "level-triggered")
@@ -44,9 +36,7 @@ def test_with_50_idle_keep_alive_connections_the_loop_sleeps(launch, docroot, mo
         for sock in clients:  # each one served, then idle: nothing to read, nothing to send
             sock.sendall(rawhttp.build_request("/notes.txt"))
             assert rawhttp.ResponseReader(sock).read_response().status == 200
-        before = server.cpu_seconds()
-        time.sleep(MEASURED_SECONDS)
-        spent = server.cpu_seconds() - before
+        spent = cpu_used_over(server, MEASURED_SECONDS)
     finally:
         for sock in clients:
             sock.close()
@@ -64,15 +54,9 @@ def test_out_of_descriptors_the_loop_waits_instead_of_spinning(launch, docroot, 
     resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (server.open_descriptors() + 5, hard))
     held = [rawhttp.connect(server.port) for _ in range(30)]  # 25 more than it may accept
     try:
-        # Wait until the server has failed to accept at least once ...
-        deadline = time.monotonic() + 10
-        while "Too many open files" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "Too many open files" in server.output()
-        # ... then measure it while clients keep waiting in the listen queue.
-        before = server.cpu_seconds()
-        time.sleep(MEASURED_SECONDS)
-        spent = server.cpu_seconds() - before
+        wait_for_output(server, "accept: Too many open files")  # it has hit the limit ...
+        # ... and clients keep waiting in the listen queue while we measure.
+        spent = cpu_used_over(server, MEASURED_SECONDS)
     finally:
         for sock in held:
             sock.close()
@@ -129,7 +113,7 @@ def test_without_epoll_it_says_which_lesson_to_use_instead(tmp_path):
 
 
 def test_the_docstring_names_its_section_the_edge_triggered_trap_and_the_exercise():
-    doc = load_lesson().__doc__
+    doc = import_lesson("13_static_epoll").__doc__
     assert doc.startswith("Lesson 13 · ")
     assert "13. Web静态服务器-IO多路复用" in doc
     for heading in ("What changed from the source", "Try it", "Exercise"):

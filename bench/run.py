@@ -470,11 +470,16 @@ def measure(lesson_ids=None, concurrency=CONCURRENCY, quick=False, anchors=True,
                        "failed": "%s: %s" % (type(error).__name__, error)}
             row["seconds"] = round(time.monotonic() - started, 1)
             results.append(row)
+    results[0]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results += [{"name": name, "label": name, "skipped": reason} for name, reason in skipped]
     return results
 
 
 # -- Reporting -----------------------------------------------------------------------
+
+def load_average(values):
+    return ", ".join("%.1f" % value for value in values) if values else "unknown"
+
 
 def median_rps(row, connections):
     figures = row.get("throughput", {}).get(str(connections))
@@ -507,9 +512,11 @@ def markdown(results):
     lines += ["One %d-byte file, keep-alive. Throughput: `wrk -t1 -cN`, median of %d × %d s. "
               "Hold: N connections opened, then one GET on each, every byte checked. "
               "Lessons run with `--quiet` where they have it (no access log, as nginx). "
-              "Load average at the start: %s." % (
+              "Load average (1, 5, 15 min) at the start: %s; at the end: %s (other work "
+              "on the machine makes every figure noisier)." % (
                   FILE_SIZE, settings["wrk_runs"], settings["wrk_seconds"],
-                  ", ".join("%.1f" % value for value in env["load_average"] or [])), ""]
+                  load_average(env.get("load_average")),
+                  load_average(env.get("load_average_after"))), ""]
     header = ["Server"] + ["req/s c=%d" % c for c in concurrency] + [
         "× nginx c=%d" % c for c in concurrency if c >= reference] + [
         "× http.server c=%d" % reference, "Hold: byte-exact", "Hold time", "Peak memory"]

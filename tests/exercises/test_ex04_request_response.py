@@ -14,7 +14,7 @@ LESSON = "04_request_response"
 HINT = ("lessons/04_request_response.py, docstring 'Exercise'; handle_connection() calls "
         "read_body() right after parsing the head: the 100 goes between the two")
 
-INTERIM_WAIT = 3.0  # seconds to wait for the 100; a solved server sends it at once
+INTERIM_WAIT = 4.0  # seconds to wait for the 100; a solved server sends it at once
 TOO_LARGE = 10 ** 9  # bytes announced; the lesson's limit is 1 MiB
 
 

@@ -63,10 +63,11 @@ def test_a_head_unfinished_s_seconds_after_its_first_byte_times_out_and_is_close
         exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
     with http.connect(server) as slow:
-        waited = drip_until_answered(slow, most_seconds=8)
+        waited = drip_until_answered(slow, most_seconds=10)
         response = slow.read_response()
         assert response.status == 408, "a head still unfinished after 1 s: 408 Request Timeout"
-        assert 0.8 < waited < 5, "the 408 comes about 1 s after the first byte (took %.1f s)" % (
+        # Generous bounds: the machine may be busy.  Only --timeout (30 s) would be later.
+        assert 0.8 < waited < 8, "the 408 comes about 1 s after the first byte (took %.1f s)" % (
             waited)
         assert slow.read_until_close() == b"", "then the connection is closed"
     assert http.request(server, "/notes.txt").status == 200, "and others are still served"
@@ -97,7 +98,7 @@ def test_the_idle_timeout_still_closes_idle_keep_alive_connections(exercise, htt
         assert client.read_response().status == 200
         started = time.monotonic()
         assert client.read_until_close() == b"", "an idle kept-alive connection is closed"
-        assert 0.8 < time.monotonic() - started < 4, "after about --timeout (1 s) of silence"
+        assert 0.8 < time.monotonic() - started < 6, "after about --timeout (1 s) of silence"
 
 
 def test_many_slow_clients_each_get_their_request_timeout(exercise, http, site):
@@ -109,4 +110,4 @@ def test_many_slow_clients_each_get_their_request_timeout(exercise, http, site):
     for client in slow:
         assert client.read_response().status == 408
         client.close()
-    assert time.monotonic() - started < 5, "each within about 1 s of its first byte"
+    assert time.monotonic() - started < 8, "each within about 1 s of its first byte"

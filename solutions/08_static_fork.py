@@ -46,10 +46,10 @@ them.
 
 What it costs, measured on this machine (2 cores; 200 clients connected at
 once, each asking for index.html, all held open until the last answer):
-1.3 s, and 431 MiB for the group (PSS): +2.2 MiB per child.  A forked child
-shares the parent's pages only until one of them writes, and CPython writes
-to every object it touches, if only to count references.  (Of the 1.3 s,
-about 1 s is one client whose SYN was dropped when 200 connects overflowed
+1.3-1.5 s, and 430 MiB for the group (PSS): +2.2 MiB per child.  A forked
+child shares the parent's pages only until one of them writes, and CPython
+writes to every object it touches, if only to count references.  (About
+1 s of it is one client whose SYN was dropped when 200 connects overflowed
 the 128-place listen queue, and sent again after the kernel's 1 s timeout.)
 
 Persistent connections and streamed files (the same in lessons 07-11)

@@ -60,9 +60,9 @@ connecting at once and asking for index.html):
 * ``daemon_threads`` is False: Ctrl+C would wait for every thread, and so
   for every idle keep-alive client.  We set it.
 
-What it costs (same 200 clients): forking, 1.4 s and 448 MiB for the group
-(PSS, +2.2 MiB per child); ``--threads``, 1.1 s and 21 MiB (+53 KiB per
-thread).
+What it costs (same 200 clients): forking, 1.4 s and 450 MiB for the group
+(PSS, +2.2 MiB per child); ``--threads``, 1.1 s and 21 MiB (+50 KiB per
+thread).  About 1 s of each is one SYN dropped by the full listen queue.
 
 Persistent connections and streamed files (the same in lessons 07-11)
 ----------------------------------------------------------------------

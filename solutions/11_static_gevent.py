@@ -18,9 +18,11 @@ The source leaves section 2.4 empty.  What belongs there:
   ``count += 1`` needs no lock here.
 * A greenlet costs a few KiB and no OS thread.  Measured on this machine
   (200 clients connected at once, each asking for index.html, all held open
-  until the last answer): 1.0 s, and 23 MiB in all (PSS) -- 21 MiB of it
-  Python and gevent at rest, +12 KiB per connection, against +39 KiB per
-  thread in lesson 10 and +2.2 MiB per forked child in lesson 08.
+  until the last answer): 0.06 s -- 1.1 s in the rounds where one SYN was
+  dropped by the full listen queue and sent again a second later -- and
+  24 MiB in all (PSS): 21 MiB of it Python and gevent at rest, +12 KiB per
+  connection, against +39 KiB per thread in lesson 10 and +2.2 MiB per
+  forked child in lesson 08.  The greenlets drain the listen queue fastest.
 * Underneath, gevent's hub is an event loop (libev or libuv: epoll on
   Linux) that resumes each greenlet when its socket is ready.  Lessons 12
   and 13 build that loop by hand.

@@ -1,15 +1,17 @@
 """Every server lesson against the same load, side by side, with nginx and http.server as anchors.
 
-    python -m bench.run            # the full run (about 7 minutes): bench/results/latest.md
+    python -m bench.run            # the full run (about 9 minutes): bench/results/latest.md
     python -m bench.run --quick    # the CI smoke run, under a minute
     python -m bench.run --lessons 12_static_nonblocking 13_static_epoll --no-anchors
 
-For each server: start it on a fresh docroot (one 2 KB file), check that it
-answers byte-exact (bench.loadgen), measure throughput with wrk at several
-concurrencies (keep-alive), then restart it and run the C10K hold test:
-open N connections, then one GET on each, every byte checked, the server's
-peak memory recorded.  With two CPUs the server is pinned to one and the
-load to the other (taskset).  Results: one markdown table with ratios to
+In three rounds (one with --quick), every server in turn is started on the
+same docroot (one 2 KB file), checked byte-exact with bench.loadgen (first
+round), measured with wrk at each concurrency (keep-alive) and stopped; the
+median of its rounds is kept, so that a burst of other work on the machine
+lands in one run of every server rather than in all runs of one.  Then each
+server, restarted alone, takes the C10K hold test: N connections opened,
+then one GET on each, every byte checked, its peak memory recorded.  With
+two CPUs the server is pinned to one and the load to the other (taskset).  Results: one markdown table with ratios to
 nginx and to http.server *from the same run*, a JSON file and a PNG plot,
 in bench/results/.
 
@@ -361,35 +363,41 @@ def smoke_test(port, expected_body, timeout):
                         SMOKE["connections"], SMOKE["requests"], timeout)
 
 
-def measure_one(server, docroot, concurrency, settings, cpus, log_folder):
+def throughput_round(server, row, docroot, concurrency, settings, cpus, log_folder):
+    """Start the server, check it (first round only), run wrk once at each concurrency, stop."""
     server_cpu, load_cpu = cpus
-    expected = docroot / FILE_NAME
-    row = {"name": server.name, "label": server.label, "throughput": {}, "problems": []}
-    hold = settings["hold"]
-    number = server.name[:2]
-    if number in HOLD_LIMITS:
-        hold = min(hold, HOLD_LIMITS[number])
     port = server.start(docroot, server_cpu, log_folder)
     try:
-        row["smoke"] = smoke_test(port, expected.read_bytes(), settings["timeout"])
+        if "smoke" not in row:
+            row["smoke"] = smoke_test(port, (docroot / FILE_NAME).read_bytes(),
+                                      settings["timeout"])
         for connections in concurrency if shutil.which("wrk") else ():
-            runs = [run_wrk(port, connections, settings["wrk_seconds"], load_cpu)
-                    for _ in range(settings["wrk_runs"])]
-            middle = sorted(runs, key=lambda run: run["requests_per_second"])[len(runs) // 2]
-            row["throughput"][str(connections)] = dict(
-                middle, runs=[run["requests_per_second"] for run in runs],
-                median=statistics.median(run["requests_per_second"] for run in runs))
+            row["wrk_runs"].setdefault(str(connections), []).append(
+                run_wrk(port, connections, settings["wrk_seconds"], load_cpu))
     finally:
         row["problems"] += server.stop()
+
+
+def summarize_throughput(row):
+    """The median run at each concurrency, with every run's req/s beside it."""
+    for connections, runs in row.pop("wrk_runs").items():
+        middle = sorted(runs, key=lambda run: run["requests_per_second"])[len(runs) // 2]
+        row["throughput"][connections] = dict(
+            middle, runs=[run["requests_per_second"] for run in runs],
+            median=statistics.median(run["requests_per_second"] for run in runs))
+
+
+def hold_round(server, row, docroot, settings, cpus, log_folder):
+    """The hold test on a freshly started server, alone on the machine."""
+    server_cpu, load_cpu = cpus
+    hold = min(settings["hold"], HOLD_LIMITS.get(server.name[:2], settings["hold"]))
     port = server.start(docroot, server_cpu, log_folder)
     try:
-        row["hold"] = hold_test(server, port, expected, hold, settings, load_cpu)
+        row["hold"] = hold_test(server, port, docroot / FILE_NAME, hold, settings, load_cpu)
     finally:
-        if not row["hold"].get("stopped_over_memory_budget"):
-            row["problems"] += server.stop()
-        else:
-            server.stop()
-    return row
+        problems = server.stop()
+        if not row["hold"].get("stopped_over_memory_budget"):  # else we killed it ourselves
+            row["problems"] += problems
 
 
 def servers_to_measure(lesson_ids=None, anchors=True):
@@ -460,16 +468,27 @@ def measure(lesson_ids=None, concurrency=CONCURRENCY, quick=False, anchors=True,
     with tempfile.TemporaryDirectory(prefix="bench-") as folder, on_load_cpu(cpus[1]):
         folder = Path(folder)
         docroot = make_docroot(folder / "docroot")
-        for server in servers:
-            log("measuring %s ..." % server.label)
-            started = time.monotonic()
-            try:
-                row = measure_one(server, docroot, concurrency, settings, cpus, folder)
-            except Exception as error:  # one broken server must not lose the others' figures
-                row = {"name": server.name, "label": server.label,
-                       "failed": "%s: %s" % (type(error).__name__, error)}
-            row["seconds"] = round(time.monotonic() - started, 1)
-            results.append(row)
+        rows = [{"name": server.name, "label": server.label, "throughput": {},
+                 "wrk_runs": {}, "problems": [], "seconds": 0.0} for server in servers]
+        # Round by round, every server in turn: a burst of other work on the
+        # machine then lands in one run of each, not in all runs of one.
+        phases = [(throughput_round, (concurrency, settings, cpus, folder), "round %d of %d"
+                   % (number + 1, settings["wrk_runs"])) for number in range(settings["wrk_runs"])]
+        phases.append((hold_round, (settings, cpus, folder), "hold test"))
+        for phase, arguments, title in phases:
+            for server, row in zip(servers, rows):
+                if "failed" in row:
+                    continue
+                log("%s: %s ..." % (title, server.label))
+                started = time.monotonic()
+                try:
+                    phase(server, row, docroot, *arguments)
+                except Exception as error:  # one broken server must not lose the others' figures
+                    row["failed"] = "%s: %s" % (type(error).__name__, error)
+                row["seconds"] = round(row["seconds"] + time.monotonic() - started, 1)
+        for row in rows:
+            summarize_throughput(row)
+        results += rows
     results[0]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results += [{"name": name, "label": name, "skipped": reason} for name, reason in skipped]
     return results

@@ -456,9 +456,11 @@ def main(argv=None):
     with listener:
         host, port = listener.getsockname()[:2]
         url_host = "[%s]" % host if ":" in host else host
-        print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-              flush=True)
         try:
+            # Inside the try: Ctrl+C may come as soon as the line is out,
+            # before print() has even returned.
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
             serve_forever(listener, docroot, args.timeout)
         except KeyboardInterrupt:
             print("\nKeyboard interrupt received, exiting.", flush=True)

@@ -54,8 +54,9 @@ over 3 s (a 2-core Xeon VM, Python 3.11)::
     0.01              0.3 %       2.0 %        78 %              + 10 ms
     1 (the source)    0 %         0 %          3.4 %             + 1 s
 
-    * pass / (pass + sleep), with the measured 35 ms pass: on the machine,
-      shared with other work, the loop got only 50-60 % of a core to burn.
+    * pass / (pass + sleep), with the measured 35 ms pass.  The machine was
+      shared with other work, so a loop that never sleeps got 50-99 % of a
+      core where it would take all of one; the 0 row says what it takes.
 
 With a few clients a sleep hides the cost; with many, every pass is long
 and the sleep no longer helps: the server spends its core asking sockets

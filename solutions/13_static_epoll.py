@@ -25,10 +25,11 @@ What changed from the source's code, and why
 * The same trap on the listening socket: one ``accept`` per edge.  Of a
   burst of clients, all but the first wait in the listen queue until another
   client arrives.  We accept until ``BlockingIOError``.
-* The source tests ``event == select.EPOLLIN``.  Events are bit masks:
-  a peer that sent data and closed arrives as ``EPOLLIN | EPOLLHUP``, which
-  is not equal to ``EPOLLIN``, so that socket is never read nor closed.  We
-  test bits, and close on ``EPOLLERR``/``EPOLLHUP``.
+* The source tests ``event == select.EPOLLIN``.  Events are bit masks: a
+  client that resets its connection arrives as ``EPOLLIN | EPOLLERR |
+  EPOLLHUP``, which is not equal to ``EPOLLIN``, so the source never reads
+  nor closes that socket: a descriptor leaked per reset.  We test bits, and
+  close on ``EPOLLERR``/``EPOLLHUP``.
 * The source leaves client sockets blocking and calls ``send`` on them: a
   client that reads slowly (or a 20 MiB file) blocks ``send``, and with it
   every other client.  Here every socket is non-blocking; a response that
@@ -42,8 +43,9 @@ What changed from the source's code, and why
 * The source's ``decode("utf-8")`` raises on the first non-UTF-8 byte and
   kills the server for everybody; its idle clients stay forever; its
   ``accept`` raises ``EMFILE`` when descriptors run out, which kills it
-  too.  We keep lesson 06's parser, limits and answers, close connections
-  idle for ``--timeout`` seconds, and ride out ``EMFILE`` (below).
+  too.  We keep lesson 06's parser, limits and answers; as in lessons 07-12
+  a connection gets ``--timeout`` seconds (15 by default), from the last
+  byte we sent it, to send its next request; and we ride out ``EMFILE``.
 
 Timers without scanning
 -----------------------
@@ -53,7 +55,9 @@ idle connections that scan would cost more than the work.  Deadlines live
 in a heap (``heapq``), earliest first; ``poll()`` sleeps until the earliest
 one, and only due entries are looked at.  A connection that was active
 since its entry was pushed is pushed back with its new deadline, so
-activity costs an assignment, not a heap operation.
+activity costs an assignment, not a heap operation; a closed connection's
+entry is dropped when it comes due (or with all such leftovers at once,
+should they come to outnumber the live connections).
 
 Running out of descriptors
 --------------------------

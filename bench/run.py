@@ -11,9 +11,9 @@ median of its rounds is kept, so that a burst of other work on the machine
 lands in one run of every server rather than in all runs of one.  Then each
 server, restarted alone, takes the C10K hold test: N connections opened,
 then one GET on each, every byte checked, its peak memory recorded.  With
-two CPUs the server is pinned to one and the load to the other (taskset).  Results: one markdown table with ratios to
-nginx and to http.server *from the same run*, a JSON file and a PNG plot,
-in bench/results/.
+two CPUs the server is pinned to one and the load to the other (taskset).
+Results: one markdown table with ratios to nginx and to http.server *from
+the same run*, a JSON file and a PNG plot, in bench/results/.
 
 The anchors: ``python -m http.server`` (what a student would otherwise
 use) and nginx with one worker, tuned (sendfile, open_file_cache, no
@@ -318,8 +318,8 @@ def parse_wrk(output):
             return None
         return round(float(match.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[match.group(2)], 3)
 
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                              output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {
         "requests_per_second": number(r"Requests/sec:\s+([\d.]+)"),
         "requests": int(number(r"(\d+) requests in")),
@@ -508,7 +508,8 @@ def median_rps(row, connections):
 def ratio(value, reference):
     if not value or not reference:
         return "–"
-    return "%.2f ×" % (value / reference) if value / reference < 10 else "%.0f ×" % (value / reference)
+    times = value / reference
+    return "%.2f ×" % times if times < 10 else "%.0f ×" % times
 
 
 def markdown(results):
@@ -552,7 +553,8 @@ def markdown(results):
                 cells.append("–")
                 continue
             errors = figures["socket_errors"] + figures["non_2xx"]
-            cells.append("{:,.0f}".format(figures["median"]) + (" (%d err)" % errors if errors else ""))
+            cells.append("{:,.0f}".format(figures["median"])
+                         + (" (%d err)" % errors if errors else ""))
         cells += [ratio(median_rps(row, c), median_rps(nginx, c)) for c in concurrency
                   if c >= reference]
         cells.append(ratio(median_rps(row, reference), median_rps(floor, reference)))

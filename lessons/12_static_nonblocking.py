@@ -376,7 +376,8 @@ class Connection:
 
 def wants_keep_alive(request):
     """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower() for option in request.headers.get("connection", "").split(",")}
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
     if request.version >= (1, 1):
         return "close" not in options
     return "keep-alive" in options

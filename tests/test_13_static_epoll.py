@@ -42,7 +42,8 @@ def test_with_50_idle_keep_alive_connections_the_loop_sleeps(launch, docroot, mo
             sock.close()
     # Watching EPOLLOUT on idle sockets (always writable) would wake the loop
     # at every turn: a whole core.  The bound is the exercise of lesson 12.
-    assert spent < 0.05 * MEASURED_SECONDS, "%.2f s of CPU in %.1f s idle" % (spent, MEASURED_SECONDS)
+    assert spent < 0.05 * MEASURED_SECONDS, \
+        "%.2f s of CPU in %.1f s idle" % (spent, MEASURED_SECONDS)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux")

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from servers import STATIC_SERVERS, make_docroot, script_path, start_server
+from servers import STATIC_SERVERS, Launcher, make_docroot, script_path
 
 # A pytest started in the background by a non-interactive shell inherits
 # SIGINT as "ignored", and so would every server it starts: Ctrl+C tests
@@ -35,29 +35,6 @@ def shared_docroot(tmp_path_factory):
 def docroot(tmp_path):
     """A fresh docroot a test may change."""
     return make_docroot(tmp_path / "root")
-
-
-class Launcher:
-    """Starts scripts for one test; stops each with Ctrl+C and checks the exit."""
-
-    def __init__(self, log_folder):
-        self.log_folder = log_folder
-        self.servers = []
-
-    def __call__(self, script, *args, **options):
-        log_path = self.log_folder / ("server-%d.log" % len(self.servers))
-        server = start_server(script, *args, log_path=log_path, **options)
-        self.servers.append(server)
-        return server
-
-    def stop_all(self):
-        problems = []
-        for server in self.servers:
-            for problem in server.stop():
-                problems.append("%s: %s" % (server.script.name, problem))
-            # Captured output of a teardown is shown only when the test fails.
-            print("---- output of %s ----\n%s" % (" ".join(server.command[2:]), server.output()))
-        return problems
 
 
 @pytest.fixture

@@ -364,3 +364,26 @@ def make_docroot(root):
     if hasattr(os, "mkfifo") and not (root / "fifo").exists():
         os.mkfifo(root / "fifo")
     return root
+
+
+class Launcher:
+    """Starts scripts for one test; stops each with Ctrl+C and checks the exit."""
+
+    def __init__(self, log_folder):
+        self.log_folder = log_folder
+        self.servers = []
+
+    def __call__(self, script, *args, **options):
+        log_path = self.log_folder / ("server-%d.log" % len(self.servers))
+        server = start_server(script, *args, log_path=log_path, **options)
+        self.servers.append(server)
+        return server
+
+    def stop_all(self):
+        problems = []
+        for server in self.servers:
+            for problem in server.stop():
+                problems.append("%s: %s" % (server.script.name, problem))
+            # Captured output of a teardown is shown only when the test fails.
+            print("---- output of %s ----\n%s" % (" ".join(server.command[2:]), server.output()))
+        return problems

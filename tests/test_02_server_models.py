@@ -11,7 +11,8 @@ import time
 import pytest
 
 import rawhttp
-from servers import ECHO_STARTUP_LINE, import_lesson, run_script, script_path, wait_for_output
+from servers import (ECHO_STARTUP_LINE, Launcher, import_lesson, run_script, script_path,
+                     wait_for_output)
 
 LESSON = script_path("02_server_models")
 lesson02 = import_lesson("02_server_models")
@@ -59,7 +60,6 @@ def test_every_model_of_the_source_can_be_chosen_by_name():
 
 @pytest.fixture(scope="module", params=TCP_MODELS)
 def tcp_server(request, tmp_path_factory):
-    from conftest import Launcher  # the launch fixture's machinery, for a module-wide server
     launcher = Launcher(tmp_path_factory.mktemp("echo-" + request.param))
     server = start(launcher, request.param)
     server.model = request.param

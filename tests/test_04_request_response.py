@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import rawhttp
-from servers import import_lesson, run_script, script_path, start_server
+from servers import Launcher, import_lesson, run_script, script_path, start_server
 from test_contract import BAD_REQUESTS
 
 LESSON = script_path("04_request_response")
@@ -21,7 +21,6 @@ lesson06 = import_lesson("06_static_single")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One server for the tests that leave it as they found it."""
-    from conftest import Launcher
     launcher = Launcher(tmp_path_factory.mktemp("04"))
     started = launcher(LESSON)
     yield started

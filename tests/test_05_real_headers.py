@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import rawhttp
-from servers import import_lesson, run_script, script_path, wait_for_output
+from servers import Launcher, import_lesson, run_script, script_path, wait_for_output
 from test_contract import BAD_REQUESTS
 
 LESSON = script_path("05_real_headers")
@@ -27,7 +27,6 @@ BROWSER = [("Accept-Encoding", "gzip, deflate, br"), ("Accept", "text/html,*/*;q
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, shared_docroot):
-    from conftest import Launcher
     launcher = Launcher(tmp_path_factory.mktemp("05"))
     started = launcher(LESSON, directory=shared_docroot)
     started.docroot = shared_docroot

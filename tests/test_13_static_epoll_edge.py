@@ -9,8 +9,7 @@ clients, and these tests are where that shows.
 
 import pytest
 
-from conftest import Launcher
-from servers import script_path
+from servers import Launcher, script_path
 from test_concurrent_servers import *  # noqa: F401,F403 -- collected again, here in edge mode
 from test_contract import *  # noqa: F401,F403
 

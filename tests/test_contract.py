@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import rawhttp
-from servers import STARTUP_LINE, script_path, start_server
+from servers import STARTUP_LINE, script_path
 
 
 def assert_still_serves(server):

@@ -196,3 +196,20 @@ MALFORMED_REQUESTS = [
      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("100 KB URL", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
 ]
+
+
+def open_kept_connections(port, count, path="/notes.txt", host="127.0.0.1"):
+    """count connections, each answered once and then kept open; the caller closes them."""
+    connections = []
+    try:
+        for _ in range(count):
+            sock = connect(port, host)
+            connections.append(sock)
+            sock.sendall(build_request(path))
+            response = ResponseReader(sock).read_response()
+            assert response.status == 200, response
+    except BaseException:
+        for sock in connections:
+            sock.close()
+        raise
+    return connections

@@ -18,17 +18,6 @@ LESSON = script_path("07_static_multiprocessing")
 DOCSTRING = ast.get_docstring(ast.parse(LESSON.read_text(encoding="utf-8")))
 
 
-def open_keep_alive_connections(port, count):
-    """count connections that have each been answered once and are kept open."""
-    connections = []
-    for _ in range(count):
-        sock = rawhttp.connect(port)
-        sock.sendall(rawhttp.build_request("/notes.txt"))
-        assert rawhttp.ResponseReader(sock).read_response().status == 200
-        connections.append(sock)
-    return connections
-
-
 # Processes multiprocessing starts once and keeps, besides the server itself.
 HELPERS = {"fork": 0, "spawn": 1, "forkserver": 2}  # the resource tracker; and the fork server
 
@@ -41,7 +30,7 @@ def test_each_connection_has_its_own_child_and_the_parent_keeps_no_copy(launch, 
     assert rawhttp.request(server.port, "/").status == 200  # starts the helpers
     at_rest = 1 + HELPERS[start_method]
     assert wait_for(lambda: len(server.group_members()) == at_rest)
-    connections = open_keep_alive_connections(server.port, 4)
+    connections = rawhttp.open_kept_connections(server.port, 4)
     try:
         assert len(server.group_members()) == at_rest + 4
         # The listening socket is the only socket the parent holds: it closed

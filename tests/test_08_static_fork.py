@@ -17,20 +17,9 @@ LESSON = script_path("08_static_fork")
 DOCSTRING = ast.get_docstring(ast.parse(LESSON.read_text(encoding="utf-8")))
 
 
-def open_keep_alive_connections(port, count):
-    """count connections that have each been answered once and are kept open."""
-    connections = []
-    for _ in range(count):
-        sock = rawhttp.connect(port)
-        sock.sendall(rawhttp.build_request("/notes.txt"))
-        assert rawhttp.ResponseReader(sock).read_response().status == 200
-        connections.append(sock)
-    return connections
-
-
 def test_each_connection_has_its_own_child_holding_only_its_client_socket(launch, docroot):
     server = launch(LESSON, "--timeout", "60", directory=docroot)
-    connections = open_keep_alive_connections(server.port, 4)
+    connections = rawhttp.open_kept_connections(server.port, 4)
     try:
         children = [pid for pid in server.group_members() if pid != server.pid]
         assert len(children) == 4
@@ -46,7 +35,7 @@ def test_each_connection_has_its_own_child_holding_only_its_client_socket(launch
 
 def test_a_child_leaves_when_its_connection_ends_and_is_reaped(launch, docroot):
     server = launch(LESSON, "--timeout", "60", directory=docroot)
-    connections = open_keep_alive_connections(server.port, 5)
+    connections = rawhttp.open_kept_connections(server.port, 5)
     for sock in connections:
         sock.close()
     # The source's child fell back into the accept loop instead of leaving.

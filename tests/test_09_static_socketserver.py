@@ -18,17 +18,6 @@ LESSON = script_path("09_static_socketserver")
 DOCSTRING = ast.get_docstring(ast.parse(LESSON.read_text(encoding="utf-8")))
 
 
-def open_keep_alive_connections(port, count):
-    """count connections that have each been answered once and are kept open."""
-    connections = []
-    for _ in range(count):
-        sock = rawhttp.connect(port)
-        sock.sendall(rawhttp.build_request("/notes.txt"))
-        assert rawhttp.ResponseReader(sock).read_response().status == 200
-        connections.append(sock)
-    return connections
-
-
 @pytest.mark.parametrize("options, processes, extra_threads", [
     ([], 1 + 4, 0),  # ForkingMixIn: a child per connection
     (["--threads"], 1, 4),  # ThreadingMixIn: a thread per connection
@@ -37,7 +26,7 @@ def test_the_mixin_decides_between_a_process_and_a_thread_per_connection(
         launch, docroot, options, processes, extra_threads):
     server = launch(LESSON, "--timeout", "60", *options, directory=docroot)
     threads_at_rest = server.thread_count()
-    connections = open_keep_alive_connections(server.port, 4)
+    connections = rawhttp.open_kept_connections(server.port, 4)
     try:
         assert len(server.group_members()) == processes
         assert server.thread_count() == threads_at_rest + extra_threads
@@ -54,7 +43,7 @@ def test_more_than_40_kept_connections_do_not_block_the_next_client(launch, docr
     # ForkingMixIn's default max_children is 40: the parent would wait in
     # waitpid() for one of the 40 to end before accepting the 41st.
     server = launch(LESSON, "--timeout", "60", *options, directory=docroot)
-    connections = open_keep_alive_connections(server.port, 45)
+    connections = rawhttp.open_kept_connections(server.port, 45)
     try:
         assert rawhttp.request(server.port, "/notes.txt").body == b"plain text\n"
     finally:

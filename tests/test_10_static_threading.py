@@ -19,13 +19,8 @@ LOG_LINE = re.compile(r'\S+ - - \[[^\]]+\] "[^"]*" \d+ \d+ #(\d+)')
 def test_each_connection_has_its_own_thread_in_one_process(launch, docroot):
     server = launch(LESSON, "--timeout", "60", directory=docroot)
     threads_at_rest = server.thread_count()
-    connections = []
+    connections = rawhttp.open_kept_connections(server.port, 5)
     try:
-        for _ in range(5):
-            sock = rawhttp.connect(server.port)
-            sock.sendall(rawhttp.build_request("/notes.txt"))
-            assert rawhttp.ResponseReader(sock).read_response().status == 200
-            connections.append(sock)
         assert server.group_members() == [server.pid]
         assert server.thread_count() == threads_at_rest + 5
     finally:

@@ -36,13 +36,8 @@ def test_patch_all_comes_before_every_other_import():
 def test_many_connections_are_served_by_one_thread(launch, docroot):
     server = launch(LESSON, "--timeout", "60", directory=docroot)
     threads_at_rest = server.thread_count()
-    connections = []
+    connections = rawhttp.open_kept_connections(server.port, 20)
     try:
-        for _ in range(20):
-            sock = rawhttp.connect(server.port)
-            sock.sendall(rawhttp.build_request("/notes.txt"))
-            assert rawhttp.ResponseReader(sock).read_response().status == 200
-            connections.append(sock)
         assert server.group_members() == [server.pid]
         assert server.thread_count() == threads_at_rest
     finally:

@@ -5,6 +5,7 @@ in a lesson's framing cannot hide behind the same bug here.  Every socket has
 a timeout.
 """
 
+import contextlib
 import socket
 import time
 
@@ -213,3 +214,23 @@ def open_kept_connections(port, count, path="/notes.txt", host="127.0.0.1"):
             sock.close()
         raise
     return connections
+
+
+@contextlib.contextmanager
+def many_connections(port, count, host="127.0.0.1", timeout=30.0):
+    """count connections open at the same time, all closed when the block ends."""
+    clients = []
+    try:
+        for _ in range(count):
+            clients.append(connect(port, host, timeout))
+        yield clients
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def ask_each(clients, path):
+    """One GET on every connection before any answer is read: all in flight at once."""
+    for sock in clients:
+        sock.sendall(build_request(path))
+    return [ResponseReader(sock).read_response() for sock in clients]

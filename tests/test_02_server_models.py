@@ -6,13 +6,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 import rawhttp
 from servers import (ECHO_STARTUP_LINE, Launcher, import_lesson, run_script, script_path,
-                     wait_for_output)
+                     wait_for, wait_for_output)
 
 LESSON = script_path("02_server_models")
 lesson02 = import_lesson("02_server_models")
@@ -190,13 +189,11 @@ def test_finished_children_are_reaped(launch, model):
     # A child logs, then exits, then the parent reaps it (on SIGCHLD, or within
     # half a second for socketserver).  Until reaped, /proc still lists it, as
     # a zombie: wait, within a bound, for every one to be gone.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        unreaped = [pid for pid in children if os.path.exists("/proc/%s" % pid)]
-        if not unreaped:
-            break
-        time.sleep(0.02)
-    assert unreaped == []
+    def unreaped():
+        return [pid for pid in children if os.path.exists("/proc/%s" % pid)]
+
+    wait_for(lambda: not unreaped(), timeout=5)
+    assert unreaped() == []
 
 
 @pytest.mark.parametrize("model", ["loop", "select", "thread", "process", "threading-tcp",

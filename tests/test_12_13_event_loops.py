@@ -41,22 +41,13 @@ def test_2000_clients_connected_at_once_are_all_answered_by_one_thread(launch, l
     if min(soft, hard) < MANY_CLIENTS + 100:
         pytest.skip("this test needs ulimit -n above %d" % (MANY_CLIENTS + 100))
     expected = (docroot / "style.css").read_bytes()
-    clients = []
-    try:
-        for _ in range(MANY_CLIENTS):  # all connected before any asks
-            clients.append(rawhttp.connect(server.port, timeout=30))
-        for sock in clients:
-            sock.sendall(rawhttp.build_request("/style.css"))
-        for sock in clients:
-            response = rawhttp.ResponseReader(sock).read_response()
+    with rawhttp.many_connections(server.port, MANY_CLIENTS) as clients:  # all before any asks
+        for response in rawhttp.ask_each(clients, "/style.css"):
             assert response.status == 200
             assert response.body == expected
         assert server.open_descriptors() >= MANY_CLIENTS, "all held open at once"
         assert server.thread_count() == 1
         assert len(server.group_members()) == 1
-    finally:
-        for sock in clients:
-            sock.close()
 
 
 @pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs prlimit (Linux)")

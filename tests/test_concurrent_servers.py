@@ -149,19 +149,10 @@ def test_two_downloads_progress_at_the_same_time(server, site):
 
 def test_200_concurrent_clients_are_all_answered(server, site):
     expected = file_bytes(site, "/style.css")
-    clients = []
-    try:
-        for _ in range(200):  # all connected before any is answered
-            clients.append(rawhttp.connect(server.port, timeout=30))
-        for sock in clients:
-            sock.sendall(rawhttp.build_request("/style.css"))
-        for sock in clients:
-            response = rawhttp.ResponseReader(sock).read_response()
+    with rawhttp.many_connections(server.port, 200) as clients:  # all before any is answered
+        for response in rawhttp.ask_each(clients, "/style.css"):
             assert response.status == 200
             assert response.body == expected
-    finally:
-        for sock in clients:
-            sock.close()
 
 
 # -- Persistent connections (长连接) ------------------------------------------

@@ -7,12 +7,11 @@ worker, and Ctrl+C stops it cleanly.
 """
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
-from servers import ECHO_STARTUP_LINE
+from servers import ECHO_STARTUP_LINE, wait_for
 
 LESSON = "02_server_models"
 HINT = ("lessons/02_server_models.py, docstring 'Exercise'; serve_threads() starts a thread "
@@ -56,9 +55,7 @@ def threads_of(server):
 
 def threads_once_started(server, at_least):
     """The thread count, once the workers have had time to start (after the startup line)."""
-    deadline = time.monotonic() + 5.0
-    while threads_of(server) < at_least and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: threads_of(server) >= at_least, timeout=5.0)
     return threads_of(server)
 
 

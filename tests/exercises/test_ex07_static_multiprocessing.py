@@ -5,12 +5,11 @@ shared listening socket (no process per connection); every response carries
 X-Worker-PID: <pid of the worker>; Ctrl+C stops all of them.
 """
 
-import time
 
 import pytest
 
 import rawhttp
-from servers import make_docroot
+from servers import make_docroot, wait_for
 
 LESSON = "07_static_multiprocessing"
 HINT = ("lessons/07_static_multiprocessing.py, docstring 'Exercise'; serve_forever() makes a "
@@ -31,9 +30,7 @@ def start(exercise, site):
 
 def processes_once_started(server, expected):
     """The group's processes, once the workers had a moment to start (after the startup line)."""
-    deadline = time.monotonic() + 10.0
-    while len(server.group_members()) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(server.group_members()) >= expected)
     return set(server.group_members())
 
 

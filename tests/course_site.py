@@ -110,7 +110,7 @@ def keeps_connections_alive(server):
     then also check they do not answer 'Connection: close'); any other lesson
     is held to what its Connection header says.
     """
-    return server.lesson in getattr(servers, "CONCURRENT_SERVERS", ()) or not server.says_close
+    return server.lesson in servers.CONCURRENT_SERVERS or not server.says_close
 
 
 @pytest.fixture(scope="module", params=served_scripts())

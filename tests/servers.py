@@ -36,16 +36,9 @@ STATIC_SERVERS = [
 ]
 
 # Servers that serve many connections at once, with keep-alive and streamed
-# files (tests/test_concurrent_servers.py).  A new one joins by adding its id.
-CONCURRENT_SERVERS = [
-    "07_static_multiprocessing",
-    "08_static_fork",
-    "09_static_socketserver",
-    "10_static_threading",
-    "11_static_gevent",
-    "12_static_nonblocking",
-    "13_static_epoll",
-]
+# files (tests/test_concurrent_servers.py): every static server but lesson 06,
+# which serves one client at a time.
+CONCURRENT_SERVERS = [lesson for lesson in STATIC_SERVERS if lesson != "06_static_single"]
 
 STARTUP_LINE = re.compile(
     r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+) \(http://(?P<url_host>\S+):(?P=port)/\) \.\.\.")

@@ -9,7 +9,8 @@ not how a lesson keeps it:
   delays another;
 * HTTP/1.1 keeps the connection open (长连接), ``Connection: close`` and
   HTTP/1.0 close it, pipelined requests are all answered in order, and an
-  idle connection is closed after ``--timeout`` seconds;
+  idle connection, or one whose client stops reading, is closed after
+  ``--timeout`` seconds;
 * files are streamed: 20 MiB arrive byte-exact, to a slow reader and to two
   readers at once, without the file entering the server's memory;
 * a client that leaves or resets at any point costs only its own
@@ -27,6 +28,7 @@ import rawhttp
 from servers import CONCURRENT_SERVERS, make_docroot, script_path, wait_for
 
 BIG_SIZE = 20 * 1024 * 1024
+MEDIUM_SIZE = 48 * 1024  # under the 64 KiB up to which a file may be kept in memory
 TINY_RECEIVE_BUFFER = 16 * 1024  # so the server's sends block while we do not read
 
 
@@ -35,6 +37,7 @@ def site(tmp_path_factory):
     """The contract docroot plus big.bin: 20 MiB of random bytes."""
     root = make_docroot(tmp_path_factory.mktemp("concurrent") / "root")
     (root / "big.bin").write_bytes(os.urandom(BIG_SIZE))
+    (root / "medium.bin").write_bytes(os.urandom(MEDIUM_SIZE))
     return root
 
 
@@ -259,6 +262,28 @@ def test_the_idle_timeout_counts_from_the_last_request_not_the_first(launch, les
             time.sleep(1.2)  # the client's think time, not synchronisation
         sock.sendall(rawhttp.build_request("/notes.txt", headers=[("Connection", "close")]))
         assert reader.read_response().status == 200
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@pytest.mark.parametrize("asked", ["200 pipelined small files", "one 20 MiB file"])
+def test_a_client_that_stops_reading_is_let_go_after_the_timeout(launch, lesson, site, asked):
+    server = launch(lesson, "--timeout", "1", directory=site)
+    assert_serves(server.port, site)
+    baseline = server.open_descriptors(sockets_only=True)
+    if asked == "one 20 MiB file":
+        sock, _, _ = start_download(server.port, receive_buffer=TINY_RECEIVE_BUFFER)
+    else:  # 9 MiB of answers: more than the buffers on both sides hold
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TINY_RECEIVE_BUFFER)
+        sock.settimeout(rawhttp.TIMEOUT)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(rawhttp.build_request("/medium.bin") * 200)
+    with sock:  # and never read: the server's sends block
+        wait_for(lambda: server.open_descriptors(sockets_only=True) > baseline)  # accepted
+        wait_for(lambda: server.open_descriptors(sockets_only=True) <= baseline, 15)
+        assert server.open_descriptors(sockets_only=True) <= baseline, \
+            "a client that stopped reading still holds its connection"
+    assert_serves(server.port, site)
 
 
 # -- Files are streamed ---------------------------------------------------------

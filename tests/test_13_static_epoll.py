@@ -3,14 +3,14 @@
 The shared contract, the concurrent-server tests and the single-thread
 loop tests run on lesson 13 elsewhere (and again in --edge mode,
 test_13_static_epoll_edge.py).  Here is what only the epoll lesson
-promises: no CPU while idle, no spin when descriptors run out, its caches
-stay honest, and off Linux it says where to go.
+promises: no CPU while idle, no spin when descriptors run out, and off
+Linux it says where to go.  Its caches are tested with lesson 11's
+(test_cached_answers.py).
 """
 
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -64,41 +64,6 @@ def test_out_of_descriptors_the_loop_waits_instead_of_spinning(launch, docroot, 
     # A loop that retried accept() at once would burn a whole core here.
     assert spent < 0.15 * MEASURED_SECONDS, "%.2f s of CPU in %.1f s" % (spent, MEASURED_SECONDS)
     assert rawhttp.request(server.port, "/notes.txt").body == b"plain text\n"
-
-
-def test_an_edited_file_is_served_fresh_within_a_second(launch, docroot):
-    server = launch(LESSON, directory=docroot)
-    page = docroot / "fresh.txt"
-    page.write_text("first version\n")
-    assert rawhttp.request(server.port, "/fresh.txt").body == b"first version\n"
-    page.write_text("second, longer version\n")
-    time.sleep(1.1)  # the documented bound: a cached answer is trusted for the rest of its second
-    assert rawhttp.request(server.port, "/fresh.txt").body == b"second, longer version\n"
-    page.unlink()
-    time.sleep(1.1)
-    assert rawhttp.request(server.port, "/fresh.txt").status == 404
-
-
-def test_cached_answers_still_carry_the_current_date_and_honour_head(launch, docroot):
-    server = launch(LESSON, directory=docroot)
-    first = rawhttp.request(server.port, "/notes.txt")
-    time.sleep(1.1)  # into the next second of the clock
-    second = rawhttp.request(server.port, "/notes.txt")
-    assert first.header("Date") != second.header("Date")
-    with rawhttp.connect(server.port) as sock:
-        sock.sendall(rawhttp.build_request("/notes.txt", "HEAD", [("Connection", "close")]))
-        raw = rawhttp.ResponseReader(sock).read_until_close()
-    assert raw.endswith(b"\r\n\r\n") and b"Content-Length: 11\r\n" in raw
-
-
-def test_quiet_drops_the_line_per_answer_but_keeps_errors(launch, docroot):
-    server = launch(LESSON, "--quiet", directory=docroot)
-    assert rawhttp.request(server.port, "/notes.txt").status == 200
-    assert rawhttp.request(server.port, "/missing.txt").status == 404
-    assert rawhttp.request(server.port, "/notes.txt").status == 200  # after the 404 is logged
-    output = server.output()
-    assert '"GET /missing.txt HTTP/1.1" 404' in output
-    assert "/notes.txt" not in output
 
 
 def test_without_epoll_it_says_which_lesson_to_use_instead(tmp_path):

@@ -6,7 +6,8 @@ a function that can be paused and resumed, with its own small stack, inside
 one thread.  gevent pauses a greenlet whenever it would wait for the network
 and switches to one that can run, so the code still reads as blocking code
 -- one connection, one function, top to bottom -- while a single thread
-serves every connection.  serve_connection() is lesson 10's, line for line.
+serves every connection.  serve_connection() is lesson 10's, with three
+changes that make it fast ("Why it is fast", below).
 
 Coroutines (section 2.4)
 ------------------------
@@ -27,9 +28,9 @@ The source leaves section 2.4 empty.  What belongs there:
   Linux) that resumes each greenlet when its socket is ready.  Lessons 12
   and 13 build that loop by hand.
 * The catch: everything runs in one thread, on one core (with wrk pinned
-  to the other, the best run here served 8,400 requests/s on 0.96 cores),
-  and a greenlet that computes for long, or calls something that blocks
-  without gevent knowing, stops every connection at once.
+  to the other, about 65,000 requests/s for a small file here), and a
+  greenlet that computes for long, or calls something that blocks without
+  gevent knowing, stops every connection at once.
 
 monkey.patch_all() and the order of imports
 -------------------------------------------
@@ -86,10 +87,44 @@ what lesson 06 declined:
   head and body in two writes, 224 requests/s at a median 44 ms; the same
   with ``TCP_NODELAY``, 4,457 at 2.0 ms; in one write, 5,073 at 1.2 ms.
   (gevent's own pywsgi server writes head and body apart: 227 requests/s.)
-  So a small file leaves with its head in one ``sendall``, and
-  ``TCP_NODELAY`` turns Nagle off for the large ones, sent in two steps.
+  So a small file leaves with its head in one call, and ``TCP_NODELAY``
+  turns Nagle off for the large ones, sent in two steps.
 * A client that leaves or resets at any moment raises OSError in the code
   serving it, and costs nothing but its own connection.
+
+Why it is fast, and what that costs
+-----------------------------------
+Lesson 10's loop, run as greenlets, served 8,700 requests/s (wrk, 100
+connections, a 2 KB file, the server on one core and wrk on the other),
+where a bare gevent loop that answers every request with the same bytes
+serves about 88,000 on the same machine.  Changed one at a time and
+measured, three things made the difference (figures with ``--quiet``):
+
+* Finding, opening and reading the file and formatting its head cost about
+  35 µs a request, more than everything else together.  ``FileCache`` keeps
+  small files' responses in memory and checks them again once a second
+  (nginx: ``open_file_cache``), so an edited file is served stale for up to
+  a second; the Date header is formatted once a second; a request head
+  seen before is not parsed again.  9,000 -> 37,000 requests/s.
+* gevent's ``sendall()`` asks the kernel for the socket's buffer size
+  (``getsockopt``) on every call before it sends.  ``send_all()`` tries
+  one ``send()`` first, which nearly always takes a small answer whole.
+  -> 52,000.
+* A socket timeout (``settimeout``) makes gevent build a ``Timeout`` -- a
+  timer and two exception objects -- each time the socket has to wait,
+  which on a kept connection is once a request.  Instead a connection
+  keeps one libev timer and pushes it back when a request begins and when
+  its answer begins (``ConnectionTimer``: libev's ``ev_timer_again``, its
+  own recipe for idle timeouts).  -> 65,000.  A ``gevent.Timeout``
+  cancelled and started again keeps its first deadline, so it cannot be
+  reused this way: the idle-timeout tests caught that.  Large files, which
+  may rightly take longer than the timeout to reach a slow client, keep
+  the socket's timeout, which bounds each wait instead.
+
+The access log adds about a quarter to a cached request (52,000 with
+it); ``--quiet`` turns it off, as nginx's ``access_log off`` does in the
+benchmark.  ``python -m bench.run`` measures this lesson against nginx and
+the others on one machine; the last full run is in bench/RESULTS.md.
 
 What changed from the source's code, and why
 --------------------------------------------
@@ -105,6 +140,8 @@ What changed from the source's code, and why
 * gevent's ``socket.sendfile`` is a read-and-send loop in Python, not
   ``os.sendfile``: still streamed, but the bytes pass through the process.
 * Persistent connections, the idle timeout and ``TCP_NODELAY``: see above.
+* Small files answered from memory, one timer per connection, ``--quiet``:
+  see "Why it is fast".
 
 Try it
 ------
@@ -112,6 +149,7 @@ Try it
     nc 127.0.0.1 7890 &  nc 127.0.0.1 7890 &   # two idle clients fill the pool
     curl -m 3 http://127.0.0.1:7890/          # waits: accepted only when one leaves
     ps -o nlwp -p $(pgrep -of 11_static)      # one thread, however many clients
+    python -m bench.run --quick --lessons 10_static_threading 11_static_gevent
 Then move ``monkey.patch_all()`` below ``import socket`` and add ``from
 socket import socket as Socket``: which name is patched?
 
@@ -121,8 +159,10 @@ gzip: a response whose type is text (``text/*``, JavaScript, JSON, SVG) is
 gzip-compressed when the request's ``Accept-Encoding`` allows gzip (q > 0),
 with ``Content-Encoding: gzip`` and the compressed ``Content-Length``; every
 response for those types carries ``Vary: Accept-Encoding``; binary types,
-and clients that do not accept gzip, get the identity body.  Grade it with
-``python -m pytest tests/exercises -k 11``.
+and clients that do not accept gzip, get the identity body.  Small files'
+answers come from ``FileCache``: a gzipped body and its heads belong
+there too, or a cached identity answer reaches a gzip client.  Grade it
+with ``python -m pytest tests/exercises -k 11``.
 """
 
 # First, before any other import: patch_all() replaces the blocking parts of

@@ -25,6 +25,13 @@ I/O, which still overlaps.  Why both halves are true:
   requests/s on 1.5 cores; this lesson's threads at 6,600 on 0.9 cores --
   one core's worth, however many threads.  (Runs on this shared machine
   vary by a factor of two; compare within one run.)
+* Threads that want the GIL queue for it, and get it in no particular
+  order.  Python runs signal handlers only in the main thread, so Ctrl+C
+  queues too: here (server pinned to one core), when 10,000 clients gave
+  up at once, 4,300 threads were runnable and the "Keyboard interrupt"
+  line came 32 s after Ctrl+C.  A bounded pool of threads
+  (``concurrent.futures.ThreadPoolExecutor``) keeps that queue short; a
+  thread per connection, as here and in socketserver, does not.
 * The GIL does not make our code thread-safe.  ``requests_logged += 1`` is
   three steps -- read, add, store -- and a thread switch can fall between
   them: two threads read 7, both store 8, a request goes uncounted.

@@ -620,6 +620,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.start_method:
         multiprocessing.set_start_method(args.start_method)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

@@ -666,6 +666,8 @@ def main(argv=None):
     if not hasattr(os, "fork"):
         sys.exit("Lesson 08 needs os.fork, which this platform lacks: "
                  "run lesson 07 (07_static_multiprocessing.py) instead.")
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

@@ -921,6 +921,8 @@ def main(argv=None):
     if not hasattr(select, "epoll"):
         sys.exit("Lesson 13 needs Linux's epoll; here, run lesson 12 "
                  "(lessons/12_static_nonblocking.py) or port this loop to the selectors module.")
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

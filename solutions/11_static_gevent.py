@@ -888,6 +888,8 @@ def main(argv=None):
     QUIET = args.quiet
     if args.max_connections is not None and args.max_connections < 1:
         sys.exit("--max-connections must be at least 1")
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

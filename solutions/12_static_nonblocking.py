@@ -681,6 +681,8 @@ def main(argv=None):
     global QUIET
     args = parse_args(argv)
     QUIET = args.quiet
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import rawhttp
-from servers import STARTUP_LINE, script_path
+from servers import STARTUP_LINE, run_script, script_path
 
 
 def assert_still_serves(server):
@@ -313,3 +313,12 @@ def test_port_in_use_is_a_one_line_error(launch, lesson, docroot):
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.search(r"port %d" % port, result.stderr)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_a_timeout_not_above_zero_is_a_one_line_error(lesson, docroot, timeout):
+    result = run_script(lesson, "0", "--timeout", timeout, "--directory", docroot)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--timeout" in result.stderr

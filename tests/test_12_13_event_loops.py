@@ -99,8 +99,7 @@ def test_a_client_that_pipelines_without_reading_cannot_make_the_server_buffer_w
     # 4 KiB per request, so that 4000 of them overflow every kernel buffer on the way.
     request = rawhttp.build_request("/64k.bin", headers=[("X-Padding", "p" * 4000)])
     before = max(server.resident_bytes().values())
-    with rawhttp.connect(server.port) as greedy:
-        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    with rawhttp.connect(server.port, receive_buffer=16 * 1024) as greedy:
         greedy.settimeout(0.5)
         sent = 0
         try:

@@ -34,7 +34,7 @@ TINY_RECEIVE_BUFFER = 16 * 1024  # so the server's sends block while we do not r
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The contract docroot plus big.bin: 20 MiB of random bytes."""
+    """The contract docroot plus random bytes: big.bin (20 MiB) and medium.bin (48 KiB)."""
     root = make_docroot(tmp_path_factory.mktemp("concurrent") / "root")
     (root / "big.bin").write_bytes(os.urandom(BIG_SIZE))
     (root / "medium.bin").write_bytes(os.urandom(MEDIUM_SIZE))
@@ -63,11 +63,7 @@ def assert_serves(port, site, path="/notes.txt"):
 
 def start_download(port, path="/big.bin", receive_buffer=None):
     """A connection that has asked for path and read only the head of the answer."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(rawhttp.TIMEOUT)
-    if receive_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.connect(("127.0.0.1", port))
+    sock = rawhttp.connect(port, receive_buffer=receive_buffer)
     sock.sendall(rawhttp.build_request(path, headers=[("Connection", "close")]))
     reader = rawhttp.ResponseReader(sock)
     head = rawhttp.parse(reader.read_head() + b"\r\n\r\n", "HEAD")
@@ -273,10 +269,7 @@ def test_a_client_that_stops_reading_is_let_go_after_the_timeout(launch, lesson,
     if asked == "one 20 MiB file":
         sock, _, _ = start_download(server.port, receive_buffer=TINY_RECEIVE_BUFFER)
     else:  # 9 MiB of answers: more than the buffers on both sides hold
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TINY_RECEIVE_BUFFER)
-        sock.settimeout(rawhttp.TIMEOUT)
-        sock.connect(("127.0.0.1", server.port))
+        sock = rawhttp.connect(server.port, receive_buffer=TINY_RECEIVE_BUFFER)
         sock.sendall(rawhttp.build_request("/medium.bin") * 200)
     with sock:  # and never read: the server's sends block
         wait_for(lambda: server.open_descriptors(sockets_only=True) > baseline)  # accepted

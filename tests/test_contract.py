@@ -245,8 +245,7 @@ def test_client_that_resets_mid_response_costs_nothing(static_server):
     big = static_server.docroot / "big.bin"
     if not big.exists():
         big.write_bytes(b"\xab" * (4 * 1024 * 1024))
-    sock = rawhttp.connect(static_server.port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = rawhttp.connect(static_server.port, receive_buffer=4096)
     sock.sendall(rawhttp.build_request("/big.bin", headers=[("Connection", "close")]))
     sock.recv(1024)
     rawhttp.reset(sock)

@@ -831,7 +831,14 @@ def refuse_busy(client, address):
             client.sendall(error_response(HTTPError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections; try again in a second.",
                 [("Retry-After", "1")])))
-        except OSError:
+            # Read what the client has sent so far (it sends its request as soon as it
+            # is connected): closing with unread bytes would send a RST, which can
+            # destroy the 503 before the client reads it.  No lingering: it would hold
+            # up the accepting thread.
+            client.setblocking(False)
+            client.recv(65536)
+            client.shutdown(socket.SHUT_WR)
+        except OSError:  # BlockingIOError too: nothing has arrived yet
             pass
     log(address, "- (refused: %d connections open)" % MAX_CONNECTIONS,
         HTTPStatus.SERVICE_UNAVAILABLE, 0)

@@ -276,6 +276,13 @@ def exercise(request, submission, tmp_path_factory):
     folder.close()
 
 
+@pytest.fixture(scope="module")
+def site(shared_docroot):
+    """The docroot an exercise serves: the contract's files, read only.  A module whose
+    exercise needs files of its own defines its own `site`."""
+    return shared_docroot
+
+
 @pytest.fixture(autouse=True)
 def http(request, exercise):
     """The test's conversation with the program: connect / request / exchange, all recorded."""

@@ -9,18 +9,13 @@ X-Worker-PID: <pid of the worker>; Ctrl+C stops all of them.
 import pytest
 
 import rawhttp
-from servers import make_docroot, wait_for
+from servers import wait_for
 
 LESSON = "07_static_multiprocessing"
 HINT = ("lessons/07_static_multiprocessing.py, docstring 'Exercise'; serve_forever() makes a "
         "process per connection: make N at start-up, each running an accept() loop")
 
 WORKERS = 3
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return make_docroot(tmp_path_factory.mktemp("ex07") / "root")
 
 
 def start(exercise, site):

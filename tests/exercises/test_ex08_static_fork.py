@@ -10,18 +10,12 @@ import time
 import pytest
 
 import rawhttp
-from servers import make_docroot
 
 LESSON = "08_static_fork"
 HINT = ("lessons/08_static_fork.py, docstring 'Exercise'; serve_forever() forks for every "
         "connection, and the children set always knows how many are still serving")
 
 MAX_CHILDREN = 2
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return make_docroot(tmp_path_factory.mktemp("ex08") / "root")
 
 
 def start(exercise, site):

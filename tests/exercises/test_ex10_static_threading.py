@@ -11,18 +11,12 @@ import socket
 import pytest
 
 import rawhttp
-from servers import make_docroot
 
 LESSON = "10_static_threading"
 HINT = ("lessons/10_static_threading.py, docstring 'Exercise'; serve_forever() starts a thread "
         "per connection: start N once, and feed them through a queue.Queue(maxsize=M)")
 
 WAIT = 1.0  # seconds a queued client must go unanswered
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return make_docroot(tmp_path_factory.mktemp("ex10") / "root")
 
 
 def start(exercise, site, *options):

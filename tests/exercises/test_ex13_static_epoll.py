@@ -12,18 +12,12 @@ import time
 import pytest
 
 import rawhttp
-from servers import make_docroot
 
 LESSON = "13_static_epoll"
 HINT = ("lessons/13_static_epoll.py, docstring 'Exercise'; EpollServer keeps one deadline per "
         "connection in self.timers: a head's first byte starts a second, earlier one")
 
 DRIP = 0.2  # seconds between the bytes of a slowloris client
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return make_docroot(tmp_path_factory.mktemp("ex13") / "root")
 
 
 def start(exercise, site, timeout, header_timeout):

@@ -170,11 +170,11 @@ class Nginx:
         (self.folder / "nginx.conf").write_text(NGINX_CONFIG % {
             "folder": self.folder, "port": port, "docroot": docroot,
             "descriptors": descriptors, "connections": max(descriptors - 100, 1024)})
-        log = open(self.folder / "stderr.log", "w")
-        self.process = subprocess.Popen(
-            on_cpu([nginx_binary(), "-e", str(self.folder / "error.log"), "-p", str(self.folder),
-                    "-c", str(self.folder / "nginx.conf")], cpu),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        with open(self.folder / "stderr.log", "w") as log:  # nginx keeps its own copy
+            self.process = subprocess.Popen(
+                on_cpu([nginx_binary(), "-e", str(self.folder / "error.log"),
+                        "-p", str(self.folder), "-c", str(self.folder / "nginx.conf")], cpu),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):

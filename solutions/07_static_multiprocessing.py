@@ -537,25 +537,41 @@ def accept(listener):
         return None
 
 
-def start_with_ctrl_c_ignored(child):
-    """Start child so that it ignores Ctrl+C (SIGINT) from its first instruction.
+def start_with_ctrl_c_ignored(target, *args):
+    """Start a child process that runs target(*args) and never sees Ctrl+C (SIGINT).
 
     A child interrupted while it is still starting would print a traceback
     from multiprocessing's start-up code, and one interrupted while serving
-    would stop in the middle of a response.  Ignoring SIGINT is inherited
-    through fork, and through exec under spawn, so we set it here, around
-    start().  The parent ends its children itself (see serve_forever).
+    would stop in the middle of a response.  So SIGINT is blocked around
+    start(): the child inherits the mask (through fork, and through exec
+    under spawn), and its first step, ignore_ctrl_c_then(), ignores SIGINT
+    before it unblocks it.  A Ctrl+C for the parent meanwhile waits, pending,
+    and strikes when the parent unblocks it.  (Ignoring SIGINT in the parent
+    around start() instead would discard a Ctrl+C pending at that moment:
+    rarely, the server would then not stop.)  daemon=True: when the parent
+    exits, multiprocessing terminates (SIGTERM) and collects its daemonic
+    children; it would wait for the others, which may be serving a
+    keep-alive client.
     """
+    child = multiprocessing.Process(target=ignore_ctrl_c_then, args=(target, *args),
+                                    daemon=True)
     block = hasattr(signal, "pthread_sigmask")  # POSIX; Windows has no signal masks
-    if block:  # a Ctrl+C for the parent meanwhile waits, pending, instead of being ignored
+    if block:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         child.start()
     finally:
-        signal.signal(signal.SIGINT, handler)
         if block:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return child
+
+
+def ignore_ctrl_c_then(target, *args):
+    """A child's first step: ignore SIGINT (dropping one pending), let it through, run target."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    target(*args)
 
 
 def serve_forever(listener, docroot, timeout):
@@ -573,13 +589,8 @@ def serve_forever(listener, docroot, timeout):
         if accepted is None:
             continue
         client, address = accepted
-        # daemon=True: when the parent exits (after Ctrl+C), multiprocessing
-        # terminates its daemonic children (SIGTERM) and collects them; it
-        # would wait for the others, which may be serving a keep-alive client.
-        child = multiprocessing.Process(target=serve_client, daemon=True,
-                                        args=(client, address, docroot, timeout))
         try:
-            start_with_ctrl_c_ignored(child)
+            start_with_ctrl_c_ignored(serve_client, client, address, docroot, timeout)
         except OSError as error:  # EAGAIN, ENOMEM: no process for this client
             log(address, "- (no child process: %s)" % error.strerror, None, 0)
         # The child has its own copy of the client's descriptor now (fork
@@ -607,12 +618,9 @@ def work(listener, docroot, timeout):
 def serve_prefork(listener, docroot, timeout, workers):
     """Start the workers once; then only replace any that dies."""
     def start_worker():
-        # daemon=True: when the parent exits after Ctrl+C, multiprocessing
+        # Daemonic: when the parent exits after Ctrl+C, multiprocessing
         # terminates (SIGTERM) and collects every worker, busy or not.
-        worker = multiprocessing.Process(target=work, args=(listener, docroot, timeout),
-                                         daemon=True)
-        start_with_ctrl_c_ignored(worker)
-        return worker
+        return start_with_ctrl_c_ignored(work, listener, docroot, timeout)
 
     pool = [start_worker() for _ in range(workers)]
     while True:

@@ -187,6 +187,41 @@ class ServerProcess:
                 count += 1
         return count
 
+    def idle_descriptors(self, sockets_only=False, timeout=10.0):
+        """The descriptors the server holds with no connection open: a baseline (Linux).
+
+        Right after a reply has arrived, the child or thread that sent it may
+        still be closing its copy: wait until only the main process is left and
+        the count has held still for three readings.
+        """
+        wait_for(lambda: self.group_members() == [self.pid], timeout)
+        readings = []
+
+        def steady():
+            readings.append(self.open_descriptors(sockets_only=sockets_only))
+            return len(readings) >= 3 and len(set(readings[-3:])) == 1
+        wait_for(steady, timeout)
+        return readings[-1]
+
+    def report(self):
+        """What each process of the group is doing and the server's TCP connections (Linux):
+        for the message of a failed assertion about descriptors or processes."""
+        lines = []
+        for pid, state in sorted(self.group_processes().items()):
+            try:
+                waiting_in = Path("/proc/%d/wchan" % pid).read_text()
+            except OSError:
+                waiting_in = "?"
+            lines.append("pid %d state %s in %s: %d sockets" % (
+                pid, state, waiting_in or "-", self.open_descriptors([pid], sockets_only=True)))
+        try:
+            sockets = subprocess.run(
+                ["ss", "-tnoi", "state", "all", "( sport = :%d )" % self.port],
+                capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.TimeoutExpired) as error:
+            sockets = "(ss: %s)" % error
+        return "\n".join(lines) + "\n" + sockets
+
     def thread_count(self):
         """How many threads the server's main process runs (Linux)."""
         return len(os.listdir("/proc/%d/task" % self.pid))

@@ -194,13 +194,14 @@ class ServerProcess:
         still be closing its copy: wait until only the main process is left and
         the count has held still for three readings.
         """
-        wait_for(lambda: self.group_members() == [self.pid], timeout)
+        assert wait_for(lambda: self.group_members() == [self.pid], timeout), \
+            "connections still being served, no baseline to take\n" + self.report()
         readings = []
 
         def steady():
             readings.append(self.open_descriptors(sockets_only=sockets_only))
             return len(readings) >= 3 and len(set(readings[-3:])) == 1
-        wait_for(steady, timeout)
+        assert wait_for(steady, timeout), "descriptors never settled: %s" % readings[-10:]
         return readings[-1]
 
     def report(self):
@@ -351,6 +352,16 @@ def run_script(script, *args, timeout=30, cwd=None, env=None):
     return subprocess.run([sys.executable, "-u", str(script), *map(str, args)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env)
+
+
+def one_line_error(result):
+    """The message of a script that refused to run: it must exit non-zero with one
+    line on stderr, no traceback.  Returns that line for the caller's checks."""
+    assert result.returncode != 0, "exited 0: %r" % result.stdout[-500:]
+    message = result.stderr.strip()
+    assert "Traceback" not in message, message
+    assert len(message.splitlines()) == 1, message
+    return message
 
 
 def import_lesson(lesson_id, folder=LESSONS):

@@ -192,15 +192,32 @@ def test_pipelined_requests_in_one_packet_are_all_answered_in_order(server, site
         assert_still_open(sock)
 
 
-def test_an_error_answer_closes_the_connection_and_drops_what_follows(server):
+def test_a_404_or_301_keeps_the_connection_and_the_requests_after_it_are_answered(server):
+    # The request was framed correctly, so the next one starts where it ended (nginx: the same).
     data = (rawhttp.build_request("/notes.txt") + rawhttp.build_request("/missing.html")
+            + rawhttp.build_request("/sub") + rawhttp.build_request("/style.css"))
+    with rawhttp.connect(server.port) as sock:
+        sock.sendall(data)
+        reader = rawhttp.ResponseReader(sock)
+        assert reader.read_response().status == 200
+        missing = reader.read_response()
+        assert (missing.status, missing.header("Connection")) == (404, "keep-alive")
+        assert int(missing.header("Content-Length")) == len(missing.body) > 0
+        folder = reader.read_response()
+        assert (folder.status, folder.header("Location")) == (301, "/sub/")
+        assert reader.read_response().status == 200
+        assert_still_open(sock)
+
+
+def test_a_broken_request_closes_the_connection_and_drops_what_follows(server):
+    data = (rawhttp.build_request("/notes.txt") + b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n"
             + rawhttp.build_request("/style.css"))
     with rawhttp.connect(server.port) as sock:
         sock.sendall(data)
         reader = rawhttp.ResponseReader(sock)
         assert reader.read_response().status == 200
         error = reader.read_response()
-        assert error.status == 404
+        assert error.status == 400
         assert error.header("Connection") == "close"
         assert reader.read_until_close() == b""
 

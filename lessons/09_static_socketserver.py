@@ -631,17 +631,10 @@ def open_listener(bind, port):
     return listener
 
 
-def port_number(text):
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)
-    return port
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
-                        help="port to listen on, 0-65535 (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
     parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
                         help="address to bind (default %(default)s)")
     parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
@@ -658,6 +651,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
         sys.exit("--timeout must be a number of seconds above 0")
     if not os.path.isdir(args.directory):

@@ -85,7 +85,8 @@ def build(out, ref="HEAD"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m tools.handout",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="course.zip", metavar="ZIP",
                         help="the zip to write (default %(default)s); it unzips into a folder "
                              "of the same name")
@@ -96,9 +97,11 @@ def main(argv=None):
         parser.error("--out must name a .zip file")
     try:
         names = build(args.out, args.ref)
-    except HandoutError as error:
-        if Path(args.out).exists():
-            Path(args.out).unlink()
+    except (HandoutError, OSError) as error:
+        if Path(args.out).is_file():
+            Path(args.out).unlink()  # never leave half a hand-out behind
+        if isinstance(error, OSError):
+            error = "cannot write %s: %s" % (args.out, error.strerror or error)
         sys.exit("handout: %s" % error)
     files = sum(not name.endswith("/") for name in names)
     print("wrote %s: %d files from %s, without %s; unzips into %s/"

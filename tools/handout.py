@@ -44,6 +44,7 @@ def student_readme(text):
     text = INSTRUCTORS_ONLY.sub("", text)
     text = HANDOUT_ONLY.sub(lambda match: match[1], text)
     text = SOLUTION_LINK.sub(r"\1", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)  # where a left-out block stood
     if "solutions/" in text or "<!-- instructors -->" in text:
         line = next(line for line in text.splitlines()
                     if "solutions/" in line or "<!-- instructors -->" in line)

@@ -18,15 +18,7 @@ sys.path.insert(0, str(REPO))
 from tools import handout  # noqa: E402
 
 
-def in_a_git_checkout():
-    try:
-        return subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=REPO,
-                              capture_output=True, timeout=30).returncode == 0
-    except FileNotFoundError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not in_a_git_checkout(),
+pytestmark = pytest.mark.skipif(handout.git_toplevel() != REPO,
                                 reason="the hand-out is built from git; this copy is not a "
                                        "git checkout (it may be a hand-out itself)")
 

@@ -53,8 +53,21 @@ def student_readme(text):
     return text
 
 
+def git_toplevel():
+    """The top folder of the git checkout REPO is in, or None (a hand-out is in none)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=REPO,
+                                capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return None
+    return Path(result.stdout.strip()).resolve() if result.returncode == 0 else None
+
+
 def committed_tree(ref):
     """The commit's files as a zip in memory, from git, without LEFT_OUT."""
+    if git_toplevel() != REPO:  # not a checkout, or a copy unzipped inside another repo
+        raise HandoutError("%s is not a git checkout of the course: the hand-out is built "
+                           "from its commits" % REPO)
     excludes = [":(exclude)%s" % folder for folder in LEFT_OUT]
     try:
         result = subprocess.run(["git", "archive", "--format=zip", ref, "--", ".", *excludes],

@@ -55,7 +55,7 @@
     }
     if (location.protocol === "file:") {
       render(el, [["Server", null,
-        "none: this page was opened as a file. Start a lesson (python lessons/06_static_single.py) " +
+        "none: this page was opened as a file. Start a lesson (python3 lessons/06_static_single.py) " +
         "and open http://127.0.0.1:7890/"]]);
       return;
     }

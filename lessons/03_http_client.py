@@ -9,7 +9,7 @@ speaking HTTP by hand.  Like ``curl -v``, it prints every byte of the
 request it sends and the response it receives, then says how it knew where
 the body ended -- the one thing every HTTP client must get right.
 
-    python lessons/03_http_client.py http://127.0.0.1:7890/
+    python3 lessons/03_http_client.py http://127.0.0.1:7890/
 
 What the source says, checked
 -----------------------------
@@ -51,14 +51,14 @@ What changed from the source, and why
 
 Try it
 ------
-    python lessons/06_static_single.py &                     # any server will do
-    python lessons/03_http_client.py http://127.0.0.1:7890/
-    python lessons/03_http_client.py http://127.0.0.1:7890/ --repeat 2
+    python3 lessons/06_static_single.py &                    # any server will do
+    python3 lessons/03_http_client.py http://127.0.0.1:7890/
+    python3 lessons/03_http_client.py http://127.0.0.1:7890/ --repeat 2
           # lesson 06 closes after each response: watch the client reconnect
-    python -m http.server --protocol HTTP/1.1 8000 &
-    python lessons/03_http_client.py http://127.0.0.1:8000/ --repeat 2    # one connection
-    python lessons/03_http_client.py http://127.0.0.1:7890/ -X POST -d 'a=1&b=2'
-    python lessons/03_http_client.py http://127.0.0.1:1/     # nothing listens: exit status 1
+    python3 -m http.server --protocol HTTP/1.1 8000 &
+    python3 lessons/03_http_client.py http://127.0.0.1:8000/ --repeat 2   # one connection
+    python3 lessons/03_http_client.py http://127.0.0.1:7890/ -X POST -d 'a=1&b=2'
+    python3 lessons/03_http_client.py http://127.0.0.1:1/    # nothing listens: exit status 1
 
 Exercise
 --------
@@ -68,8 +68,9 @@ next (a relative one is resolved against the current URL) and prints each
 hop (the full request and response, as for the first); the last response is
 the one that counts.  At most 5 redirects are followed: a redirect loop or a
 6th redirect is reported as an error (one line, no traceback) with exit
-status 1.  Without ``--follow`` nothing changes.  Grade it with
-``python -m pytest tests/exercises -k 03``.
+status 1.  Without ``--follow`` nothing changes.  Solve it in a copy
+(``mkdir -p my_answers && cp lessons/03_http_client.py my_answers/``) and
+grade it with ``python3 -m pytest tests/exercises --submission my_answers -k 03``.
 """
 
 import argparse

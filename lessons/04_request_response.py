@@ -75,7 +75,7 @@ What it answers
 
 Try it
 ------
-    python lessons/04_request_response.py        # then open http://127.0.0.1:7890/?a=1&b=2
+    python3 lessons/04_request_response.py       # then open http://127.0.0.1:7890/?a=1&b=2
     curl -v 'http://127.0.0.1:7890/search?q=http&lang=zh'
     curl -v -H 'Accept: application/json' http://127.0.0.1:7890/
     curl -v -d 'name=Ada&lang=py' http://127.0.0.1:7890/form           # POST, Content-Length
@@ -83,7 +83,7 @@ Try it
     curl -v -X OPTIONS http://127.0.0.1:7890/
     curl -v -X TRACE -H 'Cookie: secret=1' http://127.0.0.1:7890/
     curl -v http://127.0.0.1:7890/status/404     # also 103, 204, 302, 401, 418, 503 ...
-    python lessons/03_http_client.py http://127.0.0.1:7890/ --repeat 2     # keep-alive
+    python3 lessons/03_http_client.py http://127.0.0.1:7890/ --repeat 2    # keep-alive
 
 Open DevTools (F12), Network tab, and visit /status/301, /status/404,
 /status/500: the status, the headers and the timing of each request are there.
@@ -99,8 +99,9 @@ as usual.  If the announced body is too large (``Content-Length`` over the
 limit), it answers ``413`` at once, without ``100 Continue``, and does not
 wait for the body.  (curl sends ``Expect: 100-continue`` with large uploads
 and waits a second for the 100 before sending anyway: with the exercise
-solved, that second disappears.)  Grade it with
-``python -m pytest tests/exercises -k 04``.
+solved, that second disappears.)  Solve it in a copy (``mkdir -p my_answers
+&& cp lessons/04_request_response.py my_answers/``) and grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 04``.
 """
 
 import argparse
@@ -238,12 +239,28 @@ def response_head(status, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+# Error pages look like the course site and lead back to this server's start
+# page.  The style is inline: this server answers every path, /style.css too,
+# with the anatomy of the request.
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{margin:0;background:#f5f7fa;color:#222831;font:1.0625rem/1.6 system-ui,sans-serif}}
+header{{background:#1f4e79;padding:.9rem 1.25rem}}header a{{color:#fff;font-weight:700}}
+main{{max-width:60rem;margin:0 auto;padding:1.5rem 1.25rem 2.5rem;background:#fff}}
+a{{color:#2e6db4}}</style></head>
+<body><header><a href="/">Lesson 04 &middot; A request, taken apart</a></header>
+<main><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Back to the start page</a></p></main></body></html>
+"""
+
+
 def error_response(error, method="GET"):
     """The bytes of a small HTML page that explains an HTTPError."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
@@ -797,6 +814,9 @@ def open_listener(bind, port):
     return listener
 
 
+PORTS = range(0, 65536)  # TCP port numbers; 0 asks the OS for any free one
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
@@ -812,6 +832,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.port not in PORTS:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     try:
         listener = open_listener(args.bind, args.port)
     except OSError as error:

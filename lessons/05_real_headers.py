@@ -8,8 +8,8 @@ gzip, chunked transfer, cookies, caching, HSTS, a trace id -- and a client
 that shows each response twice, as DevTools do: "view source", the bytes as
 they arrived, and "view parsed", de-chunked, gunzipped and explained.
 
-    python lessons/05_real_headers.py                 # a server on port 7890
-    python lessons/05_real_headers.py client http://127.0.0.1:7890/headers
+    python3 lessons/05_real_headers.py               # a server on port 7890
+    python3 lessons/05_real_headers.py client http://127.0.0.1:7890/headers
 
 The response headers of the capture, one by one
 -----------------------------------------------
@@ -53,8 +53,9 @@ Server
     The server's name and version (Baidu's: BWS/1.1, Baidu Web Server).
 Traceid
     A unique number per response, which Baidu's servers pass along to the
-    services behind them, to find one request in all their logs.  Ours
-    appears in the server's log line, so you can do the same.
+    services behind them, to find one request in all their logs.  Our
+    server's log line for each answer ends with the same ``Traceid: N``:
+    compare the header ``curl -v`` shows with the server's terminal.
 Connection: keep-alive
     The TCP connection stays open for the next request.
 
@@ -88,10 +89,10 @@ your client accepts gzip.  Other methods than GET and HEAD get 405.
 
 Try it
 ------
-    python lessons/05_real_headers.py            # then open http://127.0.0.1:7890/headers
+    python3 lessons/05_real_headers.py           # then open http://127.0.0.1:7890/headers
                                                  # and look at DevTools > Network > headers
-    python lessons/05_real_headers.py client http://127.0.0.1:7890/headers
-    python lessons/05_real_headers.py client http://127.0.0.1:7890/style.css --requests 3
+    python3 lessons/05_real_headers.py client http://127.0.0.1:7890/headers
+    python3 lessons/05_real_headers.py client http://127.0.0.1:7890/style.css --requests 3
     curl -v --compressed http://127.0.0.1:7890/headers -o /dev/null
     curl -v --raw -H 'Accept-Encoding: gzip' http://127.0.0.1:7890/ -o raw.bin   # as sent
 
@@ -102,8 +103,10 @@ Conditional requests: every ``200`` response to a GET of a file carries an
 ``Last-Modified`` date (the file's modification time, in GMT).  A request
 with ``If-None-Match`` naming the current ETag (or ``*``), or -- when it has
 no If-None-Match -- with ``If-Modified-Since`` not older than Last-Modified,
-gets ``304 Not Modified`` with the same ETag and no body.  Grade it with
-``python -m pytest tests/exercises -k 05``.
+gets ``304 Not Modified`` with the same ETag and no body.  Solve it in a
+copy (``mkdir -p my_answers && cp lessons/05_real_headers.py my_answers/``)
+and grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 05``.
 """
 
 import argparse
@@ -421,12 +424,27 @@ def response_head(status, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+# Error pages look like the course site and lead back to the course's home page.  The style is
+# inline: the page must look right whatever --directory serves.
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{margin:0;background:#f5f7fa;color:#222831;font:1.0625rem/1.6 system-ui,sans-serif}}
+header{{background:#1f4e79;padding:.9rem 1.25rem}}header a{{color:#fff;font-weight:700}}
+main{{max-width:60rem;margin:0 auto;padding:1.5rem 1.25rem 2.5rem;background:#fff}}
+a{{color:#2e6db4}}</style></head>
+<body><header><a href="/">Web servers &amp; concurrency in Python</a></header>
+<main><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
 def error_response(error, method="GET"):
     """The bytes of a small HTML page that explains an HTTPError."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
@@ -745,7 +763,7 @@ def handle_connection(client, address, docroot, timeout):
                                     [("Allow", ALLOWED_METHODS)])
                 raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
             sent, trace_id, alive = answer(client, request, head, docroot, timeout)
-            log(address, request.request_line, HTTPStatus.OK, sent, "Traceid " + trace_id)
+            log(address, request.request_line, HTTPStatus.OK, sent, "Traceid: " + trace_id)
             if not alive:
                 break
         except HTTPError as error:
@@ -1163,6 +1181,9 @@ def parse_client_args(argv):
     return args
 
 
+PORTS = range(0, 65536)  # TCP port numbers; 0 asks the OS for any free one
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      epilog="client mode: %(prog)s client URL (see --help there)")
@@ -1190,6 +1211,8 @@ def main(argv=None):
             return 1
         return 0
     args = parse_args(argv)
+    if args.port not in PORTS:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     docroot = os.path.realpath(args.directory)
     if not os.path.isdir(docroot):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)

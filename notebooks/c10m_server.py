@@ -7,7 +7,7 @@ how bytes leave the machine, not path mapping or parsing (it does no path
 mapping and only looks for the blank line and ``Connection: close``; never
 expose it).
 
-    python notebooks/c10m_server.py 0 --file html/index.html --workers 2 --mode reuseport --pin
+    python3 notebooks/c10m_server.py 0 --file html/index.html --workers 2 --mode reuseport --pin
 
 Modes of spreading connections over workers (section 15 of the chapter):
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Execute the course notebooks and export them as HTML pages and reveal.js slides.
 
-    python notebooks/export.py            # the full run an instructor presents (several minutes)
-    QUICK=1 python notebooks/export.py    # the short run CI uses (about two minutes)
-    python notebooks/export.py 01_http_structure --output /tmp/out
+    python3 notebooks/export.py            # the full run an instructor presents (several minutes)
+    QUICK=1 python3 notebooks/export.py    # the short run CI uses (about two minutes)
+    python3 notebooks/export.py 01_http_structure --output /tmp/out
 
 writes, for each notebook NAME:
 

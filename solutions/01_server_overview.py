@@ -54,12 +54,17 @@ plain text back.  Same socket calls, same server: b/s is c/s.
 
 Try it
 ------
-    python lessons/01_server_overview.py            # both sides in one process, narrated
-    python lessons/01_server_overview.py server     # a server on port 7890; in a 2nd terminal:
-    python lessons/01_server_overview.py client --message "hello"
-    python lessons/01_server_overview.py client --http    # the same, speaking HTTP
-    nc 127.0.0.1 7890                                     # type a line, press Enter
-    curl -v http://127.0.0.1:7890/                        # or open that URL in a browser
+    python3 lessons/01_server_overview.py           # both sides in one process, narrated
+    python3 lessons/01_server_overview.py server    # a server on port 7890; in a 2nd terminal:
+    python3 lessons/01_server_overview.py client --message "hello"
+    python3 lessons/01_server_overview.py client --http   # the same, speaking HTTP
+    nc 127.0.0.1 7890                               # type a line, press Enter
+    curl -v http://127.0.0.1:7890/                  # or open that URL in a browser
+
+A port without a mode word starts the server too, as with ``python3 -m
+http.server``: ``python3 lessons/01_server_overview.py 0`` serves on a port
+the OS picks (the startup line says which).  ``nc`` and ``curl`` come with
+macOS; on Debian or Ubuntu, ``sudo apt-get install netcat-openbsd curl``.
 
 Watch the server's terminal while each client talks to it.  Then connect
 with ``nc`` and type nothing: every other client waits until ``--timeout``
@@ -72,7 +77,9 @@ Number the clients: the server tells each TCP connection it accepts
 were accepted, counted across raw TCP clients and browsers alike (one
 counter for both).  A raw TCP client that sends a line finds the text in
 its one-line reply; an HTTP request (``GET /``) finds it in the HTML body of
-the ``200`` response.  Grade it with ``python -m pytest tests/exercises -k 01``.
+the ``200`` response.  Solve it in a copy (``mkdir -p my_answers && cp
+lessons/01_server_overview.py my_answers/``) and grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 01``.
 """
 
 import argparse
@@ -376,25 +383,47 @@ def run_client(host, port, say, message=None, speak_http=False, timeout=DEFAULT_
 # Command line: demo (both sides), server, client
 # ---------------------------------------------------------------------------
 
+MODES = ("demo", "server", "client")
+PORTS = range(0, 65536)  # TCP port numbers; 0 asks the OS for any free one
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Without a mode word: the server when a port is given (as with "
+               "python3 -m http.server 8000), else the demo.")
     modes = parser.add_subparsers(dest="mode", metavar="{demo,server,client}")
     demo = modes.add_parser("demo", help="run a server and two clients, narrating every call "
                                          "(the default)")
     server = modes.add_parser("server", help="run the server until Ctrl+C")
     client = modes.add_parser("client", help="connect to a running server once")
-    for mode, default_port in ((demo, 0), (server, DEFAULT_PORT), (client, DEFAULT_PORT)):
-        mode.add_argument("port", nargs="?", type=int, default=default_port,
-                          help="port (default %(default)s; 0 lets the OS pick)")
+    demo.add_argument("port", nargs="?", type=int, default=None,
+                      help="port of the demo's server (default 0: the OS picks a free one)")
+    server.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    for mode in (demo, server):
         mode.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                          help="address to bind or connect to (default %(default)s)")
+                          help="address to bind (default %(default)s)")
         mode.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                          help="how long a client may stay silent (default %(default)s)")
+                          help="how long a client may stay silent before the server drops it "
+                               "(default %(default)s)")
+    client.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="the server's port (default %(default)s)")
+    client.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="the server's address (default %(default)s)")
+    client.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for the server at each step (default %(default)s)")
     client.add_argument("--message", default="hello, server", help="the line to send")
     client.add_argument("--http", action="store_true", help="send an HTTP request instead")
-    args = parser.parse_args(argv)
-    if args.mode is None:  # no mode word: the demo, with its defaults
-        args = parser.parse_args(["demo", *(argv or [])])
+    if argv[:1] and argv[0] in (*MODES, "-h", "--help"):
+        args = parser.parse_args(argv)
+    else:  # no mode word: a port makes it the server, as with http.server; none, the demo
+        args = parser.parse_args(["demo", *argv])
+        if args.port is not None:
+            args = parser.parse_args(["server", *argv])
+    if args.port is None:
+        args.port = 0
     return args
 
 
@@ -427,6 +456,8 @@ def run_demo(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.port not in PORTS:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     try:
         if args.mode == "client":
             try:

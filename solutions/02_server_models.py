@@ -58,13 +58,18 @@ What changed from the source, and why
 
 Try it
 ------
-    python lessons/02_server_models.py demo              # the measured table (about 3 s)
-    python lessons/02_server_models.py loop              # an echo server on port 7890
-    nc 127.0.0.1 7890                                    # type lines; in a 2nd terminal,
-    nc 127.0.0.1 7890                                    # ... this one gets no echo until
-                                                         # the first leaves: the loop model
-    python lessons/02_server_models.py thread            # now both are served at once
-    python lessons/02_server_models.py udp 7891          # then: nc -u 127.0.0.1 7891
+    python3 lessons/02_server_models.py                 # the measured table (about 3 s)
+    python3 lessons/02_server_models.py loop            # an echo server on port 7890
+    nc 127.0.0.1 7890                                   # type lines; in a 2nd terminal,
+    nc 127.0.0.1 7890                                   # ... this one gets no echo until
+                                                        # the first leaves: the loop model
+    python3 lessons/02_server_models.py thread          # now both are served at once
+    python3 lessons/02_server_models.py udp 7891        # then: nc -u 127.0.0.1 7891
+
+A port without a model word starts the loop model, as ``python3 -m
+http.server`` would start its server: ``python3 lessons/02_server_models.py 0``
+listens on a port the OS picks (the startup line says which).  ``nc`` comes
+with macOS; on Debian or Ubuntu, ``sudo apt-get install netcat-openbsd``.
 
 Models: loop, udp, select, thread, process, threading-tcp, forking-tcp,
 threading-udp, forking-udp.  The forking ones need ``os.fork`` (Linux,
@@ -72,14 +77,16 @@ macOS); on Windows they say so and name a model to use instead.
 
 Exercise
 --------
-A ``pool`` model: ``python lessons/02_server_models.py pool --workers N``
+A ``pool`` model: ``python3 lessons/02_server_models.py pool --workers N``
 starts an echo server (TCP, with the same startup line as the other TCP
 models) whose N worker threads, started once at start-up, are fed accepted
 connections through a ``queue.Queue``: the main thread only accepts and puts
 each connection in the queue, a worker takes one, echoes until the client
 leaves, then takes the next.  N clients are served at once; the N+1-th is
 accepted but gets no echo until one of the N leaves.  Ctrl+C stops it
-cleanly.  Grade it with ``python -m pytest tests/exercises -k 02``.
+cleanly.  Solve it in a copy (``mkdir -p my_answers && cp
+lessons/02_server_models.py my_answers/``) and grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 02``.
 """
 
 import argparse
@@ -619,12 +626,21 @@ def run_demo(bind, hold, timeout):
           flush=True)
 
 
+PORTS = range(0, 65536)  # TCP and UDP port numbers; 0 asks the OS for any free one
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", choices=[*DEMO_ORDER, "demo"],
+    argv = list(sys.argv[1:] if argv is None else argv)
+    models = [*DEMO_ORDER, "demo"]
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Without a model word: the loop model when a port is given (as with "
+               "python3 -m http.server 8000), else the demo.")
+    parser.add_argument("model", choices=models,
                         help="which echo server to run, or 'demo' to measure them all")
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("port", nargs="?", type=int, default=None,
+                        help="port to listen on (default %d; 0 lets the OS pick); the demo "
+                             "takes none, it starts each model on a free port" % DEFAULT_PORT)
     parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
                         help="address to bind (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -635,7 +651,17 @@ def parse_args(argv):
                              "(default %(default)s)")
     parser.add_argument("--workers", type=positive, default=DEFAULT_WORKERS, metavar="N",
                         help="pool: how many worker threads (default %(default)s)")
-    return parser.parse_args(argv)
+    if not (argv[:1] and argv[0] in (*models, "-h", "--help")):
+        # No model word: a port makes it the loop model, as with http.server; none, the demo.
+        argv = ["demo", *argv]
+        if parser.parse_args(argv).port is not None:
+            argv[0] = "loop"
+    args = parser.parse_args(argv)
+    if args.model == "demo" and args.port is not None:
+        parser.error("the demo takes no port: it starts each model on a free one")
+    if args.port is None:
+        args.port = DEFAULT_PORT
+    return args
 
 
 def positive(text):
@@ -646,6 +672,8 @@ def positive(text):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.port not in PORTS:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     try:
         if args.model == "demo":
             run_demo(args.bind, args.hold, args.timeout)

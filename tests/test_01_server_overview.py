@@ -229,6 +229,35 @@ def test_server_mode_on_a_port_in_use_is_a_one_line_error():
     assert "port %d" % port in one_line_error(result)
 
 
+# -- The command line: http.server's shape where it makes sense ------------------------------
+
+def test_a_port_without_a_mode_word_starts_the_server(launch):
+    server = launch(LESSON)  # "01_server_overview.py 0 --bind 127.0.0.1", as the README says
+    assert server.output().startswith("Serving HTTP on 127.0.0.1 port %d " % server.port)
+    assert raw_exchange(server.port, b"ping\n").startswith(b"server: hello ")
+
+
+@pytest.mark.parametrize("args", [["99999"], ["server", "65536"], ["client", "-1"],
+                                  ["demo", "70000"]])
+def test_a_port_outside_0_to_65535_is_a_one_line_error(args):
+    assert "between 0 and 65535" in one_line_error(run_script(LESSON, *args))
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("server", ["port to listen on", "address to bind", "before the server drops it"]),
+    ("demo", ["port of the demo's server", "address to bind"]),
+    ("client", ["the server's port", "the server's address", "how long to wait for the server"]),
+])
+def test_each_modes_help_describes_that_mode(mode, words):
+    result = run_script(LESSON, mode, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for word in words:
+        assert word in text, (mode, word)
+    if mode == "client":
+        assert "listen" not in text and "bind" not in text.replace("--bind", "")
+
+
 # -- The docstring ----------------------------------------------------------------------
 
 def test_the_docstring_names_its_section_and_states_the_exercise():

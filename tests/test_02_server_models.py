@@ -236,6 +236,26 @@ def test_port_in_use_is_a_one_line_error(model):
     assert "port %d" % port in one_line_error(result)
 
 
+# -- The command line: http.server's shape where it makes sense -----------------------------
+
+def test_a_port_without_a_model_word_starts_the_loop_model(launch):
+    server = launch(LESSON, startup_line=ECHO_STARTUP_LINE)  # "02_server_models.py 0 --bind ..."
+    assert server.output().startswith("Serving TCP echo on 127.0.0.1 port %d " % server.port)
+    with rawhttp.connect(server.port) as sock:
+        assert echo_of(sock, b"loop?\n") == b"loop?\n"
+    wait_for_output(server, r"^\[loop pid ")
+
+
+@pytest.mark.parametrize("args", [["99999"], ["loop", "65536"], ["udp", "-1"]])
+def test_a_port_outside_0_to_65535_is_a_one_line_error(args):
+    assert "between 0 and 65535" in one_line_error(run_script(LESSON, *args))
+
+
+def test_the_demo_takes_no_port():
+    result = run_script(LESSON, "demo", "8000")
+    assert result.returncode == 2 and "the demo takes no port" in result.stderr
+
+
 # -- The demo: the section's pros and cons, measured ---------------------------------------
 
 @pytest.fixture(scope="module")

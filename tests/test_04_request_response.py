@@ -346,10 +346,19 @@ def test_framing_the_server_cannot_trust_is_refused(server, data):
 
 
 def test_the_head_parser_is_lesson_06s_unchanged():
+    # error_response is not in the list: its page leads back to this server's own start page.
     for name in ("check_head_limits", "parse_request_head", "receive_head", "response_head",
-                 "error_response", "close_gracefully", "open_listener"):
+                 "close_gracefully", "open_listener"):
         assert inspect.getsource(getattr(lesson04, name)) == \
             inspect.getsource(getattr(lesson06, name)), name
+
+
+def test_an_error_page_looks_like_the_site_and_links_back_to_the_start_page(server):
+    raw = rawhttp.exchange(server.port, b"CONNECT example.org:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = rawhttp.parse(raw)
+    assert response.status == 405
+    assert b"<h1>405 Method Not Allowed</h1>" in response.body
+    assert b"<style>" in response.body and b'<a href="/">' in response.body
 
 
 # -- Connections: a stalled or idle client, and many at once -------------------------------------
@@ -421,6 +430,11 @@ def test_port_in_use_is_a_one_line_error():
         port = taken.getsockname()[1]
         result = run_script(LESSON, port)
     one_line_error(result)
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_a_port_outside_0_to_65535_is_a_one_line_error(port):
+    assert "between 0 and 65535" in one_line_error(run_script(LESSON, port))
 
 
 def test_the_docstring_walks_the_visit_and_states_the_exercise():

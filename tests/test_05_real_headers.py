@@ -15,7 +15,8 @@ import urllib.request
 import pytest
 
 import rawhttp
-from servers import Launcher, import_lesson, run_script, script_path, wait_for_output
+from servers import (Launcher, import_lesson, one_line_error, run_script, script_path,
+                     wait_for_output)
 from test_contract import BAD_REQUESTS
 
 LESSON = script_path("05_real_headers")
@@ -188,7 +189,7 @@ def test_every_response_has_its_own_trace_id_and_the_log_names_it(server):
            for _ in range(5)}
     assert len(ids) == 5
     for trace_id in ids:
-        wait_for_output(server, r"Traceid %s" % trace_id)
+        wait_for_output(server, r"Traceid: %s$" % trace_id)
 
 
 # -- Set-Cookie, and the cookie read back --------------------------------------------------------
@@ -277,14 +278,24 @@ def test_files_are_found_by_lesson_06s_safe_mapping(server, path):
 
 def test_shared_blocks_are_lesson_06s_and_lesson_04s_unchanged():
     for name in ("check_head_limits", "parse_request_head", "receive_head", "response_head",
-                 "error_response", "close_gracefully", "open_listener", "translate_path",
-                 "content_type"):
+                 "close_gracefully", "open_listener", "translate_path", "content_type"):
         assert inspect.getsource(getattr(lesson05, name)) == \
             inspect.getsource(getattr(lesson06, name)), name
     for name in ("body_framing", "read_body", "receive_more", "receive_line", "keep_alive",
-                 "refuse_busy"):
+                 "refuse_busy", "error_response"):
         assert inspect.getsource(getattr(lesson05, name)) == \
             inspect.getsource(getattr(lesson04, name)), name
+
+
+def test_a_missing_file_gets_an_error_page_like_the_site_with_a_link_home(server):
+    response = rawhttp.parse(raw_get(server.port, "/missing.html"))
+    assert response.status == 404
+    assert b"<style>" in response.body and b'<a href="/">Course home</a>' in response.body
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_a_port_outside_0_to_65535_is_a_one_line_error(port):
+    assert "between 0 and 65535" in one_line_error(run_script(LESSON, port))
 
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")

@@ -23,8 +23,8 @@ import pytest
 from browser import (DISTINCT_HAN_GLYPHS, STEP_TIMEOUT_MS, NetworkLog, assert_screenshot_not_blank,
                      navigation_timing)
 from browser import chromium  # noqa: F401 -- a fixture
-from course_site import (BROKEN_LINK, CHINESE_PAGE, FOLDER, HOME, LESSON_PAGES, expected_media_types,
-                         media_type, site_file)
+from course_site import (BROKEN_LINK, CHINESE_PAGE, FOLDER, HOME, LESSON_PAGES,
+                         expected_media_types, media_type, site_file)
 from course_site import site_server  # noqa: F401 -- a fixture
 
 pytestmark = pytest.mark.timeout(90)  # per test: a hung load fails its test, not the run
@@ -283,8 +283,10 @@ def test_lesson_pages_load_with_no_console_error_and_every_link_answers(visit):
         assert visit.page.title() and "404" not in visit.page.title(), path
         assert visit.page.evaluate("() => document.styleSheets.length > 0 && "
                                    "document.styleSheets[0].cssRules.length > 0"), path
-        hrefs = visit.page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
-        links.update(href.split("#")[0] for href in hrefs if href.startswith(visit.server.url + "/"))
+        hrefs = visit.page.evaluate(
+            "() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        links.update(href.split("#")[0] for href in hrefs
+                     if href.startswith(visit.server.url + "/"))
     assert not errors, errors
     assert len(links) > len(LESSON_PAGES), links  # the pages link one another, home, models...
     # Every same-site link those pages carry, fetched by the browser itself, one at a time.

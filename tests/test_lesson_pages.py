@@ -1,4 +1,4 @@
-"""Every server lesson has its page on the course site, and the page's figures are the committed run's.
+"""Every server lesson has its page on the course site, with the committed run's figures.
 
 The pages (html/lessons/NN_name.html, same stem as lessons/NN_name.py) are
 written by hand except for the region between <!-- bench:begin --> and
@@ -75,8 +75,8 @@ def test_a_pages_figures_are_what_the_script_writes_from_the_committed_run(page)
     text = page.read_text(encoding="utf-8")
     results = lesson_pages.load_results()
     expected = lesson_pages.filled(text, results, lesson_pages.stems_for(page))
-    assert text == expected, ("%s differs from bench/RESULTS.json: run python3 -m tools.lesson_pages"
-                              % page.relative_to(REPO))
+    assert text == expected, ("%s differs from bench/RESULTS.json: "
+                              "run python3 -m tools.lesson_pages" % page.relative_to(REPO))
 
 
 def test_the_check_mode_agrees_and_exits_0():
@@ -106,7 +106,8 @@ def fake_run():
     env = {"name": "environment", "date": "2026-12-03T12:00:00", "cpus": 2, "cpu_model": "Xeon",
            "system": "Linux", "python": "3.11.7", "server_cpu": 0, "load_cpu": 1,
            "settings": {"wrk_runs": 3, "wrk_seconds": 3, "hold": 10000}, "quick": False}
-    return [env, server("13_static_epoll", 13_900, cache=False),
+    return [env,
+            server("13_static_epoll", 13_900, cache=False, label="13_static_epoll (caches off)"),
             server("13_static_epoll", 118_898, cache=True),
             server("12_static_nonblocking", 13_400, cache=True),
             server("http.server", 3_751, label="python -m http.server"),

@@ -116,7 +116,7 @@ HEADER = (["Lesson", "Caches"] + ["req/s c=%s" % c for c in CONCURRENCY]
 
 
 def table_row(row, rows, with_lesson):
-    label = html.escape(row.get("label") or row["name"])
+    label = html.escape(row["name"])  # the Caches column says which run: no label needed
     first = "<th scope=\"row\">%s</th>" % label if with_lesson else ""
     if "throughput" not in row:
         reason = row.get("failed") or row.get("skipped") or "no figures"

@@ -25,6 +25,8 @@ HOME = "/"
 CHINESE_PAGE = "/%E4%B8%AD%E6%96%87.html"  # 中文.html, as a browser sends it
 BROKEN_LINK = "/this-page-does-not-exist.html"  # linked from the home page on purpose
 FOLDER = "/models/"
+# The page of every server lesson (html/lessons/NN_name.html) and their index.
+LESSON_PAGES = ["/lessons/"] + ["/lessons/%s.html" % lesson for lesson in STATIC_SERVERS]
 
 # Media types a browser accepts for each kind of file, by extension.
 MEDIA_TYPES = {

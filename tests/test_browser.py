@@ -7,6 +7,8 @@ Each lesson (and its solution) must get the whole site to it: every
 subresource with the right type, the Chinese page in Chinese glyphs, the
 404 page for the broken link, connections reused where the lesson keeps
 them alive, and no load that hangs -- the single-task lesson included.
+The lessons' own pages (html/lessons/) load with no console error, and
+every link on them answers 200.
 
 Page-load times (Navigation Timing, load event end) are printed at the end
 of the module and written to page-load-times.txt in pytest's temp folder.
@@ -21,8 +23,8 @@ import pytest
 from browser import (DISTINCT_HAN_GLYPHS, STEP_TIMEOUT_MS, NetworkLog, assert_screenshot_not_blank,
                      navigation_timing)
 from browser import chromium  # noqa: F401 -- a fixture
-from course_site import (BROKEN_LINK, CHINESE_PAGE, FOLDER, HOME, expected_media_types, media_type,
-                         site_file)
+from course_site import (BROKEN_LINK, CHINESE_PAGE, FOLDER, HOME, LESSON_PAGES,
+                         expected_media_types, media_type, site_file)
 from course_site import site_server  # noqa: F401 -- a fixture
 
 pytestmark = pytest.mark.timeout(90)  # per test: a hung load fails its test, not the run
@@ -74,11 +76,13 @@ LOAD_TIMES = {}  # lesson id -> {"load": ms, "reload": ms, "tabs": ms}
 @pytest.fixture(scope="module", autouse=True)
 def report_load_times(request, tmp_path_factory):
     yield
-    if not LOAD_TIMES:
+    if not any(LOAD_TIMES.values()):  # only tests that time no load of the home page ran
         return
     lines = ["page-load time of the course home in headless Chromium (Navigation Timing, ms):",
              "%-32s %8s %8s %14s" % ("server", "load", "reload", "%d tabs (max)" % TABS_AT_ONCE)]
     for name, times in LOAD_TIMES.items():
+        if not times:
+            continue
         lines.append("%-32s %8s %8s %14s" % (name, *("%.0f" % times[key] if key in times else "-"
                                                      for key in ("load", "reload", "tabs"))))
     (tmp_path_factory.getbasetemp() / "page-load-times.txt").write_text("\n".join(lines) + "\n")
@@ -263,3 +267,38 @@ def test_several_tabs_loading_at_once_all_finish(visit):
     for page in pages:  # each tab's app.js then sends its HEAD, all at about the same time
         assert "200" in wait_for_served_by_panel(page)
     visit.times["tabs"] = slowest
+
+
+def test_lesson_pages_load_with_no_console_error_and_every_link_answers(visit):
+    """The page of every server lesson, and their index, as a student clicks through them."""
+    errors = []
+    visit.page.on("console", lambda message: errors.append((visit.page.url, message.text))
+                  if message.type == "error" else None)
+    visit.page.on("pageerror", lambda error: errors.append((visit.page.url, str(error))))
+    links = set()
+    for path in LESSON_PAGES:
+        response = visit.open(path)
+        assert response.status == 200, path
+        assert_served_as_on_disk(visit.network.last(path))
+        assert visit.page.title() and "404" not in visit.page.title(), path
+        assert visit.page.evaluate("() => document.styleSheets.length > 0 && "
+                                   "document.styleSheets[0].cssRules.length > 0"), path
+        hrefs = visit.page.evaluate(
+            "() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        links.update(href.split("#")[0] for href in hrefs
+                     if href.startswith(visit.server.url + "/"))
+    assert not errors, errors
+    assert len(links) > len(LESSON_PAGES), links  # the pages link one another, home, models...
+    # Every same-site link those pages carry, fetched by the browser itself, one at a time.
+    answers = visit.page.evaluate("""async urls => {
+        const answers = [];
+        for (const url of urls) {
+            const response = await fetch(url, {cache: "no-store"});
+            await response.arrayBuffer();
+            answers.push([url, response.status]);
+        }
+        return answers;
+    }""", sorted(links))
+    broken = [(url, status) for url, status in answers if status != 200]
+    assert not broken, broken
+    visit.screenshot("lesson-pages")

@@ -19,7 +19,7 @@ CPUs the server is pinned to one and the load to the other (taskset).
 Results: markdown tables with ratios to nginx and to http.server *from the
 same run*, a JSON file and a PNG plot, in bench/results/.
 
-The anchors: ``python -m http.server`` (what a student would otherwise
+The anchors: ``python3 -m http.server`` (what a student would otherwise
 use) and nginx with one worker, tuned (sendfile, open_file_cache, no
 access log), when it is installed; each is measured once, and a missing
 one is skipped, and the table says so.  From a notebook:
@@ -211,7 +211,7 @@ def make_docroot(folder):
 # -- Starting and stopping what we measure ----------------------------------------
 
 class Lesson:
-    """A lesson script, or python -m http.server, launched the way the tests launch it."""
+    """A lesson script, or python3 -m http.server, launched the way the tests launch it."""
 
     def __init__(self, name, label, script, args=(), cache=True, anchor=False):
         self.name, self.label, self.script, self.args = name, label, Path(script), list(args)
@@ -527,7 +527,7 @@ def servers_to_measure(lesson_ids=None, anchors=True, caches="both", folder=None
                 entries.append({"name": script.stem, "label": script.stem + CACHE_LABELS[False],
                                 "cache": False, "skipped": NO_CACHE_OPTION})
     if anchors:
-        entries.append(Lesson("http.server", "python -m http.server", http.server.__file__,
+        entries.append(Lesson("http.server", "python3 -m http.server", http.server.__file__,
                               cache=False, anchor=True))
         if nginx_binary():
             entries.append(Nginx())
@@ -895,7 +895,7 @@ def plot(results, path):
         return False
     env, rows = results[0], [row for row in results[1:] if row.get("throughput")]
     concurrency = env["concurrency"]
-    figure, axes = pyplot.subplots(figsize=(10, 5))
+    figure, axes = pyplot.subplots(figsize=(max(10, 0.7 * len(rows)), 5))
     width = 0.8 / max(len(concurrency), 1)
     for index, c in enumerate(concurrency):
         values = [median_rps(row, c) or 0 for row in rows]
@@ -944,7 +944,7 @@ def parse_args(argv):
     parser.add_argument("--lessons", nargs="+", metavar="ID",
                         help="lesson ids (default: every server lesson 06-13 that exists)")
     parser.add_argument("--no-anchors", action="store_true",
-                        help="skip python -m http.server and nginx")
+                        help="skip python3 -m http.server and nginx")
     parser.add_argument("--hold", type=int, metavar="N", help="connections in the hold test")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     parser.add_argument("--reference", action="store_true",

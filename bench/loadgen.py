@@ -1,7 +1,7 @@
 """Many concurrent HTTP/1.1 connections from one asyncio loop, every response checked.
 
-    python -m bench.loadgen http://127.0.0.1:7890/ --connections 10000
-    python -m bench.loadgen http://127.0.0.1:7890/app.js -c 100 -n 50 --expect-file html/app.js
+    python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 10000
+    python3 -m bench.loadgen http://127.0.0.1:7890/app.js -c 100 -n 50 --expect-file html/app.js
 
 It opens all the connections first (so that the server holds them all at
 once: the C10K "hold" test), then sends the requests on every one of them

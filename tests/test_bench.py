@@ -2,17 +2,21 @@
 
 The load generator is checked against tiny fake servers that lie in one
 way each (a wrong byte, a short body, a wrong status); the runner against
-a real lesson, in a bounded smoke run.
+a real lesson, in a bounded smoke run, and against a fake lesson that
+offers --no-cache, for the caches-off path; its report against figures
+made up for the purpose.
 """
 
+import json
 import socket
 import socketserver
 import sys
+import textwrap
 import threading
 
 import pytest
 
-from servers import REPO
+from servers import REPO, STATIC_SERVERS
 
 sys.path.insert(0, str(REPO))
 from bench import loadgen, run  # noqa: E402
@@ -154,14 +158,195 @@ Transfer/sec:    130.00MB
     assert figures["non_2xx"] == 7
 
 
-def test_quick_run_of_a_lesson_verifies_every_response_and_renders_a_table():
+def test_quick_run_of_a_lesson_verifies_every_response_in_both_cache_modes():
+    """Caches off is measured where the lesson's --help offers --no-cache, else said skipped."""
     results = run.measure(["13_static_epoll"], concurrency=(10,), quick=True, anchors=False,
-                          hold=300, log=lambda text: None)
-    environment, row = results
-    assert environment["name"] == "environment"
-    assert "failed" not in row, row.get("failed")
-    assert row["smoke"]["successes"] == row["smoke"]["requests"] > 0
-    assert row["hold"]["successes"] == row["hold"]["connections"] == 300
-    assert row["problems"] == []
+                          hold=300, log=lambda text: None, caches="both")
+    environment, on, off = results
+    assert environment["name"] == "environment" and environment["caches"] == "both"
+    assert (on["name"], on["cache"]) == ("13_static_epoll", True)
+    assert "failed" not in on, on.get("failed")
+    assert on["smoke"]["successes"] == on["smoke"]["requests"] > 0
+    assert on["hold"]["successes"] == on["hold"]["connections"] == 300
+    assert on["problems"] == []
     table = run.markdown(results)
-    assert "| 13_static_epoll |" in table and "300/300" in table
+    assert "| 13_static_epoll · caches on |" in table and "300/300" in table
+    assert (off["name"], off["cache"]) == ("13_static_epoll", False)
+    assert "--no-cache" not in on["options"]
+    if "--no-cache" in run.lesson_help(run.LESSONS / "13_static_epoll.py"):
+        assert "failed" not in off, off.get("failed")
+        assert "--no-cache" in off["options"]
+        assert off["smoke"]["successes"] == off["smoke"]["requests"] > 0
+        assert "hold" not in off  # the hold test runs with the caches on only
+    else:
+        assert off["skipped"] == run.NO_CACHE_OPTION
+        assert "| 13_static_epoll · caches off | skipped: its --help has no --no-cache |" \
+            in table
+
+
+# A lesson as bench/run.py sees one: the startup line, the CLI, files served
+# with keep-alive, a clean exit on Ctrl+C.  OFFERS_NO_CACHE decides whether
+# its --help has --no-cache.
+FAKE_LESSON = textwrap.dedent('''\
+    import argparse, http.server, os, sys
+
+    OFFERS_NO_CACHE = %(offers)s
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int, nargs="?", default=7890)
+    parser.add_argument("-b", "--bind", default="127.0.0.1")
+    parser.add_argument("-d", "--directory", default=".")
+    parser.add_argument("--timeout", type=float, default=15)
+    parser.add_argument("--quiet", action="store_true")
+    if OFFERS_NO_CACHE:
+        parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args()
+    cache = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = args.timeout
+
+        def do_GET(self):
+            path = os.path.join(args.directory, self.path.lstrip("/"))
+            if getattr(args, "no_cache", False) or path not in cache:
+                with open(path, "rb") as file:
+                    cache[path] = file.read()
+            body = cache[path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments):
+            pass
+
+    http.server.ThreadingHTTPServer.request_queue_size = 128  # listen(5) would drop SYNs
+    server = http.server.ThreadingHTTPServer((args.bind, args.port), Handler)
+    host, port = server.server_address[:2]
+    print("Serving HTTP on %%s port %%d (http://%%s:%%d/) ..." %% (host, port, host, port),
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Keyboard interrupt received, exiting.")
+    ''')
+
+
+def fake_lesson(folder, name, offers_no_cache):
+    (folder / (name + ".py")).write_text(FAKE_LESSON % {"offers": offers_no_cache})
+    return name
+
+
+def test_caches_off_runs_each_lesson_again_with_no_cache_side_by_side(tmp_path):
+    name = fake_lesson(tmp_path, "98_static_fake", offers_no_cache=True)
+    results = run.measure([name], concurrency=(10,), quick=True, anchors=False, hold=50,
+                          log=lambda text: None, caches="both", folder=tmp_path)
+    environment, on, off = results
+    assert environment["name"] == "environment"
+    for row in (on, off):
+        assert "failed" not in row, row.get("failed")
+        assert row["name"] == name and row["problems"] == []
+        assert row["smoke"]["successes"] == row["smoke"]["requests"] > 0
+        if run.shutil.which("wrk"):
+            assert row["throughput"]["10"]["median"] > 0
+    assert (on["cache"], off["cache"]) == (True, False)
+    assert on["label"] != off["label"]
+    assert "--no-cache" in off["options"] and "--no-cache" not in on["options"]
+    assert on["hold"]["successes"] == on["hold"]["connections"] == 50
+    assert "hold" not in off
+    for row in results[1:]:  # the schema bench/README.md promises tools/lesson_pages.py
+        assert {"name", "label", "cache", "throughput", "options"} <= set(row)
+    table = run.markdown(results)
+    assert "## Caches on" in table and "## Caches off" in table
+    assert "| 98_static_fake · caches off |" in table and "caches on ÷ off c=10" in table
+
+
+def test_caches_off_alone_measures_only_the_caches_off_rows(tmp_path):
+    with_option = fake_lesson(tmp_path, "97_static_fake", offers_no_cache=True)
+    without = fake_lesson(tmp_path, "96_static_fake", offers_no_cache=False)
+    servers, entries = run.servers_to_measure([with_option, without], anchors=False,
+                                              caches="off", folder=tmp_path)
+    assert [(server.name, server.cache) for server in servers] == [(with_option, False)]
+    assert entries[1] == {"name": without, "label": without + " · caches off", "cache": False,
+                          "skipped": run.NO_CACHE_OPTION}
+    servers, entries = run.servers_to_measure([with_option, without], anchors=False,
+                                              caches="on", folder=tmp_path)
+    assert [(server.name, server.cache) for server in servers] == [(with_option, True),
+                                                                    (without, True)]
+
+
+def made_up_results(load_before, load_after, others=1.0):
+    """A run's results with invented figures: every server lesson, both modes, both anchors."""
+    environment = {
+        "name": "environment", "date": "2026-01-01T00:00:00", "system": "Linux 6", "cpus": 2,
+        "cpu_model": "a CPU", "python": "3.11.7", "gil": True, "wrk": "wrk 4.1.0",
+        "nginx": "nginx 1.22.1", "server_cpu": 0, "load_cpu": 1,
+        "load_average": load_before, "load_average_after": load_after,
+        "settings": dict(run.FULL), "concurrency": [10, 100, 1000], "quick": False,
+        "caches": "both",
+        "cpu_work": {"cpus": 2, "seconds": 600.0, "available": 1200.0, "busy": 900.0,
+                     "ours": 850.0 - others, "kernel_threads": 50.0, "others": others,
+                     "steal": 0.0}}
+
+    def row(name, cache, rps, **extra):
+        figures = {"median": rps, "runs": [rps], "requests_per_second": rps, "requests": 1,
+                   "latency_ms": {}, "socket_errors": 0, "non_2xx": 0}
+        return dict(name=name, label=name, cache=cache, options=[], problems=[],
+                    throughput={str(c): dict(figures) for c in (10, 100, 1000)}, **extra)
+
+    hold = {"connections": 10000, "successes": 10000, "wall_seconds": 1.0,
+            "peak_memory_bytes": 30e6}
+    rows = []
+    for lesson in STATIC_SERVERS:
+        rows.append(row(lesson, True, 20000.0, hold=hold))
+        rows.append(row(lesson, False, 10000.0))
+    rows.append(row("http.server", False, 4000.0, anchor=True, hold=hold))
+    rows.append(row("nginx", True, 160000.0, anchor=True, hold=hold))
+    return [environment] + rows
+
+
+def test_the_report_says_plainly_when_other_work_shared_the_machine():
+    table = run.markdown(made_up_results((2387.2, 1443.8, 725.3), (1.9, 1.5, 1.2)))
+    assert "Other work shared the machine" in table
+    assert "2387.2" in table and "nothing else ran" not in table.lower()
+    busy = run.markdown(made_up_results((0.2, 0.1, 0.1), (1.9, 1.5, 1.2), others=300.0))
+    assert "Other work shared the machine" in busy and "25 %" in busy
+
+
+def test_the_report_claims_no_idle_machine_it_did_not_measure():
+    table = run.markdown(made_up_results((0.2, 0.1, 0.1), (1.9, 1.5, 1.2)))
+    assert "Other work shared the machine" not in table
+    assert "No sign of other work" in table and "nothing else ran" not in table.lower()
+    ended_busy = run.markdown(made_up_results((0.2, 0.1, 0.1), (350.0, 90.0, 30.0)))
+    assert "counts the benchmark's own work too" in ended_busy
+
+
+def test_the_report_has_both_tables_ratios_and_one_sentence_per_model():
+    table = run.markdown(made_up_results((0.2, 0.1, 0.1), (1.9, 1.5, 1.2)))
+    on, off = table.split("## Caches on")[1].split("## Caches off")
+    assert "| 13_static_epoll | 20,000 | 20,000 | 20,000 | 0.12 × | 0.12 × | 5.00 × |" in on
+    assert "| 13_static_epoll | 10,000 | 10,000 | 10,000 | 0.06 × | 0.06 × | 2.50 × | 2.00 × |" \
+        in off
+    assert "| nginx | 160,000" in on and "| nginx | 160,000" in off  # measured once, shown twice
+    sentences = table.split("## What each row shows, and what it does not")[1]
+    for number in ("06", "07", "08", "09", "10", "11", "12", "13"):
+        assert sentences.count("- **%s · " % number) == 1
+
+
+def test_the_reference_files_hold_the_run_as_markdown_and_as_latest_json(tmp_path):
+    results = made_up_results((0.2, 0.1, 0.1), (1.9, 1.5, 1.2))
+    written = run.save_reference(results, tmp_path)
+    latest = run.save(results, tmp_path / "results")
+    assert sorted(path.name for path in written) == ["RESULTS.json", "RESULTS.md"]
+    assert json.loads((tmp_path / "RESULTS.json").read_text()) == json.loads(
+        (tmp_path / "results" / "latest.json").read_text()) == json.loads(json.dumps(results))
+    assert "--reference" in (tmp_path / "RESULTS.md").read_text()
+    assert tmp_path / "results" / "latest.md" in latest
+
+
+def test_the_reference_is_written_only_by_a_full_run():
+    for narrowed in (["--quick"], ["--caches", "on"], ["--lessons", "13_static_epoll"],
+                     ["--no-anchors"], ["--hold", "10"]):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--reference", *narrowed])
+    assert run.parse_args(["--reference"]).caches == "both"

@@ -49,6 +49,7 @@ The lesson's page: http://127.0.0.1:7890/lessons/10_static_threading.html
 """
 
 import argparse
+import collections
 import atexit
 import email.utils
 import errno
@@ -129,6 +130,8 @@ MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
 SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+RECV_SIZE = 64 * 1024
+MAX_QUEUED_OUTPUT = 256 * 1024  # answers queued for one client; beyond, its pipelined requests wait
 CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
 MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
@@ -515,6 +518,128 @@ class FileCache:
         return entry
 
 
+class FileBody:
+    """A large file still to be sent after its head, a piece at a time."""
+
+    __slots__ = ("file", "offset", "remaining")
+
+    def __init__(self, file, size):
+        self.file = file
+        self.offset = 0
+        self.remaining = size
+
+
+class Connection:
+    """What a server remembers about one client: bytes in, answers out, and what is next.
+
+    The protocol's state, with no I/O in it: the blocking lessons fill
+    `received` from a recv() that waits, the event loops (12, 13) from one
+    that does not, and both send what answer_requests() queued.
+    """
+
+    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
+    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip", "keep_alive",
+                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed")
+
+    def __init__(self, sock, address, deadline):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
+        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
+        self.body_to_skip = 0  # bytes of a request body still to drop
+        self.keep_alive = True  # False: every answer says "Connection: close" (lesson 06)
+        self.close_when_sent = False  # a queued response said "Connection: close"
+        self.peer_closed = False  # recv() returned b"": the client sent its FIN
+        self.lingering = False  # we sent our FIN and wait for the client's
+        self.deadline = deadline
+        self.events = 0  # what epoll is asked to watch for on this socket (lesson 13)
+        self.closed = False
+
+    def queue(self, data):
+        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
+            self.outgoing[-1] += data  # pipelined responses leave in one send
+        else:
+            self.outgoing.append(bytearray(data))
+
+    def output_is_full(self):
+        """True when this client must read what we queued before we answer more.
+
+        A client may pipeline requests and never read the responses; without
+        this limit it could make us queue responses until memory runs out.
+        """
+        if not self.outgoing:
+            return False
+        if any(isinstance(piece, FileBody) for piece in self.outgoing):
+            return True
+        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
+
+    def wants_input(self):
+        # After the client's FIN every recv() returns b"" at once: stop asking.
+        return not self.peer_closed and not self.output_is_full()
+
+    def close(self):
+        for piece in self.outgoing:
+            if isinstance(piece, FileBody):
+                piece.file.close()
+        self.outgoing.clear()
+        self.sock.close()
+        self.closed = True
+
+
+def answer_requests(conn, site):
+    """Queue an answer for every complete request in conn.received, in order.
+
+    Returns True if it stopped because conn.output_is_full(): requests may
+    be waiting in conn.received for the client to read what is queued.
+    """
+    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
+        if conn.body_to_skip:
+            skipped = min(conn.body_to_skip, len(conn.received))
+            del conn.received[:skipped]
+            conn.body_to_skip -= skipped
+            continue
+        if conn.output_is_full():
+            return True
+        request = None
+        try:
+            end = HEAD_END.search(conn.received)
+            if not end:
+                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
+                return False  # the rest of the head has not arrived yet
+            head = bytes(conn.received[:end.start()])
+            del conn.received[:end.end()]
+            request, conn.body_to_skip, keep_alive = parse_head(head)
+        except HTTPError as error:
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            keep_alive = False
+        else:
+            keep_alive = keep_alive and conn.keep_alive
+            reply = answer(request, keep_alive, site)
+        conn.queue(reply.data)
+        if reply.file is not None:
+            conn.outgoing.append(FileBody(reply.file, reply.body_size))  # streamed as it drains
+        conn.close_when_sent = not keep_alive
+        log_answer(conn.address, request, reply)
+    return False
+
+
+def queue_request_timeout(conn):
+    """Queue a 408 if a request began and stalled; False if none had begun.
+
+    Sent as the last answer: after it the connection closes.
+    """
+    if not conn.received or conn.outgoing or conn.close_when_sent:
+        return False
+    reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                   "The request took too long to arrive."))
+    conn.queue(reply.data)
+    conn.close_when_sent = True
+    log_answer(conn.address, None, reply)
+    return True
+
+
 class Site:
     """What every connection needs: the folder, the timeout, and the switches."""
 
@@ -612,13 +737,9 @@ def main(argv=None):
 # ==== end of shared block "http" ===============================================================
 
 
-# ==== shared block "blocking connection" =======================================================
+# ==== shared block "blocking connection" ======================================================
 # Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
 # run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
-
-class ClientGaveUp(Exception):
-    """The client closed or went quiet before finishing its request."""
-
 
 class TimedOut(Exception):
     """The connection's time ran out while we waited for the client."""
@@ -647,55 +768,73 @@ class Deadline:
         self.client.settimeout(remaining)
 
     def before_stream(self):
-        """A large file may rightly take longer: bound each wait instead."""
+        """A large file may rightly take longer: bound each wait instead (until restart)."""
         self.client.settimeout(self.seconds)
-
-    def after_stream(self):
-        pass
 
     def close(self):
         pass
 
 
-def receive_head(client, buffer, timer):
-    """Read from client into buffer until a whole head has arrived.
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not).
 
-    Returns the head (without the blank line) and leaves whatever follows it
-    in buffer.  TCP delivers a stream of bytes, so one recv() may hold half a
-    request, or a request and a half.
+    One function per connection, which waits: for bytes, then for its answers
+    to leave.  What it received and what it owes stay in a Connection.
     """
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(client, address, None)
+    conn.keep_alive = keep_alive
     while True:
-        end = HEAD_END.search(buffer)
-        if end:
-            head = bytes(buffer[:end.start()])
-            del buffer[:end.end()]
-            return head
-        check_head_limits(buffer)  # caps what an unfinished head makes us buffer
+        timer.restart()  # the idle limit, then the limit for the head (and body)
         try:
-            timer.before_receive()
-            chunk = client.recv(65536)
+            # Pipelined requests may wait in conn.received already: answer
+            # those before waiting for more.
+            while not answer_requests(conn, site) and not conn.outgoing:
+                timer.before_receive()
+                chunk = client.recv(RECV_SIZE)
+                if not chunk:
+                    return False  # the client closed, all its answers sent
+                conn.received += chunk
         except (TimedOut, socket.timeout):
-            raise ClientGaveUp("timed out" if buffer else "idle") from None
-        if not chunk:
-            raise ClientGaveUp("closed")
-        buffer += chunk
+            if not queue_request_timeout(conn):
+                return False  # idle for --timeout: nothing to say
+        timer.restart()  # the answers get a whole timeout to leave
+        send_queued(client, conn, timer)
+        if conn.close_when_sent:
+            return True
 
 
-def discard_body(client, buffer, length, timer):
-    """Read and drop a request body we do not use.
+def send_queued(client, conn, timer):
+    """Send every queued answer: its bytes in one call, then a large file, if any.
 
-    If we closed with unread bytes in the receive queue, the kernel would
-    answer with a RST, and the client could lose our response.
+    A small file left with its head (two writes would meet Nagle's algorithm
+    and the client's delayed ACK: 40 ms each).  A large one is never read into
+    memory: socket.sendfile() has the kernel copy it from the page cache.
     """
-    skipped = min(length, len(buffer))
-    del buffer[:skipped]
-    length -= skipped
-    while length > 0:
-        timer.before_receive()
-        chunk = client.recv(min(length, 65536))
-        if not chunk:
-            raise ClientGaveUp("closed")
-        length -= len(chunk)
+    while conn.outgoing:
+        piece = conn.outgoing.popleft()
+        if not isinstance(piece, FileBody):
+            send_all(client, piece)
+            continue
+        with piece.file:
+            timer.before_stream()
+            sent = client.sendfile(piece.file, 0, piece.remaining)
+        if sent != piece.remaining:
+            # The file shrank while we sent it.  The client waits for the bytes
+            # Content-Length promised; only closing tells it they will not come.
+            raise ConnectionAbortedError("%s changed while it was being sent" % piece.file.name)
+
+
+def send_all(client, data):
+    """client.sendall(data), for less: one send() nearly always takes it all.
+
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
+    """
+    sent = client.send(data)
+    if sent < len(data):
+        client.sendall(memoryview(data)[sent:])
 
 
 LINGER_SECONDS = 2.0  # how long we wait for the client to close after we did
@@ -719,86 +858,17 @@ def close_gracefully(client):
         pass
 
 
-def send_all(client, data):
-    """client.sendall(data), for less: one send() nearly always takes it all.
-
-    (gevent's sendall() asks the kernel for the buffer size on every call.)
-    """
-    sent = client.send(data)
-    if sent < len(data):
-        client.sendall(memoryview(data)[sent:])
-
-
-def send_answer(client, answer, timer):
-    """Send an Answer: its bytes in one call, then its large file, if any.
-
-    A small file leaves with its head in one send (two writes would meet
-    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
-    is never read into memory: socket.sendfile() has the kernel copy it from
-    the page cache into the socket.
-    """
-    if answer.file is None:
-        send_all(client, answer.data)
-        return
-    with answer.file:
-        timer.before_stream()
-        try:
-            client.sendall(answer.data)
-            sent = client.sendfile(answer.file, 0, answer.body_size)
-        finally:
-            timer.after_stream()
-    if sent != answer.body_size:
-        # The file shrank while we sent it.  The client waits for the bytes
-        # Content-Length promised; only closing tells it they will not come.
-        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
-
-
-def serve_connection(client, address, site, keep_alive, timer):
-    """Serve requests on this connection; True if we end it (the client did not)."""
-    # Nagle's algorithm would hold the second of two small writes back until
-    # the first is acknowledged, and the client delays its ACK up to 40 ms.
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buffer = bytearray()  # bytes after the current request: pipelined requests
-    wanted = True
-    while wanted:
-        timer.restart()  # the idle limit, then the limit for the head
-        request = None
-        try:
-            head = receive_head(client, buffer, timer)
-            request, length, wanted = parse_head(head)
-            discard_body(client, buffer, length, timer)
-        except HTTPError as error:
-            # A broken head: we cannot know where the next request starts.
-            reply = error_answer(error, request.method if request else "GET")
-            wanted = False
-        except ClientGaveUp as reason:
-            if str(reason) != "timed out":
-                return False  # closed, or idle for --timeout: nothing to say
-            # It sent part of a request, then stalled: say so, then close.
-            request, wanted = None, False
-            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                           "The request took too long to arrive."))
-        else:
-            wanted = wanted and keep_alive
-            reply = answer(request, wanted, site)
-        timer.restart()  # the answer gets a whole timeout to leave
-        send_answer(client, reply, timer)
-        log_answer(address, request, reply)
-    return True
-
-
 def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
     """Serve one connection, then close it."""
     site.apply()
     with client:
         timer = timer_class(client, site.timeout)
+        we_end_it = False
         try:
             we_end_it = serve_connection(client, address, site, keep_alive, timer)
         except (TimedOut, socket.timeout):
-            we_end_it = False
-            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+            log(address, "- (timed out)", None, 0)  # a reader, or an answer, that stalled
         except OSError as error:  # reset, broken pipe
-            we_end_it = False
             log(address, "- (%s)" % error.__class__.__name__, None, 0)
         finally:
             timer.close()

@@ -78,7 +78,6 @@ class PollingServer:
     def __init__(self, listener, site):
         self.listener = listener
         self.site = site
-        self.poll_interval = site.options.poll_interval
         self.connections = []
 
     def serve_forever(self):
@@ -99,10 +98,10 @@ class PollingServer:
             # was walking, and the loop then skipped the client right after
             # it.  We build the list of survivors once the pass is over.
             self.connections = [conn for conn in self.connections if not conn.closed]
-            if not busy and self.poll_interval:
+            if not busy and self.site.options.poll_interval:
                 # Nothing happened in this pass.  Sleeping saves CPU but delays
                 # the next client by up to poll_interval: the trade-off of polling.
-                time.sleep(self.poll_interval)
+                time.sleep(self.site.options.poll_interval)
 
     def accept_clients(self):
         """Accept every client in the listen queue; True if there was one."""
@@ -170,6 +169,8 @@ MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
 SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+RECV_SIZE = 64 * 1024
+MAX_QUEUED_OUTPUT = 256 * 1024  # answers queued for one client; beyond, its pipelined requests wait
 CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
 MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
@@ -556,6 +557,128 @@ class FileCache:
         return entry
 
 
+class FileBody:
+    """A large file still to be sent after its head, a piece at a time."""
+
+    __slots__ = ("file", "offset", "remaining")
+
+    def __init__(self, file, size):
+        self.file = file
+        self.offset = 0
+        self.remaining = size
+
+
+class Connection:
+    """What a server remembers about one client: bytes in, answers out, and what is next.
+
+    The protocol's state, with no I/O in it: the blocking lessons fill
+    `received` from a recv() that waits, the event loops (12, 13) from one
+    that does not, and both send what answer_requests() queued.
+    """
+
+    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
+    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip", "keep_alive",
+                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed")
+
+    def __init__(self, sock, address, deadline):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
+        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
+        self.body_to_skip = 0  # bytes of a request body still to drop
+        self.keep_alive = True  # False: every answer says "Connection: close" (lesson 06)
+        self.close_when_sent = False  # a queued response said "Connection: close"
+        self.peer_closed = False  # recv() returned b"": the client sent its FIN
+        self.lingering = False  # we sent our FIN and wait for the client's
+        self.deadline = deadline
+        self.events = 0  # what epoll is asked to watch for on this socket (lesson 13)
+        self.closed = False
+
+    def queue(self, data):
+        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
+            self.outgoing[-1] += data  # pipelined responses leave in one send
+        else:
+            self.outgoing.append(bytearray(data))
+
+    def output_is_full(self):
+        """True when this client must read what we queued before we answer more.
+
+        A client may pipeline requests and never read the responses; without
+        this limit it could make us queue responses until memory runs out.
+        """
+        if not self.outgoing:
+            return False
+        if any(isinstance(piece, FileBody) for piece in self.outgoing):
+            return True
+        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
+
+    def wants_input(self):
+        # After the client's FIN every recv() returns b"" at once: stop asking.
+        return not self.peer_closed and not self.output_is_full()
+
+    def close(self):
+        for piece in self.outgoing:
+            if isinstance(piece, FileBody):
+                piece.file.close()
+        self.outgoing.clear()
+        self.sock.close()
+        self.closed = True
+
+
+def answer_requests(conn, site):
+    """Queue an answer for every complete request in conn.received, in order.
+
+    Returns True if it stopped because conn.output_is_full(): requests may
+    be waiting in conn.received for the client to read what is queued.
+    """
+    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
+        if conn.body_to_skip:
+            skipped = min(conn.body_to_skip, len(conn.received))
+            del conn.received[:skipped]
+            conn.body_to_skip -= skipped
+            continue
+        if conn.output_is_full():
+            return True
+        request = None
+        try:
+            end = HEAD_END.search(conn.received)
+            if not end:
+                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
+                return False  # the rest of the head has not arrived yet
+            head = bytes(conn.received[:end.start()])
+            del conn.received[:end.end()]
+            request, conn.body_to_skip, keep_alive = parse_head(head)
+        except HTTPError as error:
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            keep_alive = False
+        else:
+            keep_alive = keep_alive and conn.keep_alive
+            reply = answer(request, keep_alive, site)
+        conn.queue(reply.data)
+        if reply.file is not None:
+            conn.outgoing.append(FileBody(reply.file, reply.body_size))  # streamed as it drains
+        conn.close_when_sent = not keep_alive
+        log_answer(conn.address, request, reply)
+    return False
+
+
+def queue_request_timeout(conn):
+    """Queue a 408 if a request began and stalled; False if none had begun.
+
+    Sent as the last answer: after it the connection closes.
+    """
+    if not conn.received or conn.outgoing or conn.close_when_sent:
+        return False
+    reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                   "The request took too long to arrive."))
+    conn.queue(reply.data)
+    conn.close_when_sent = True
+    log_answer(conn.address, None, reply)
+    return True
+
+
 class Site:
     """What every connection needs: the folder, the timeout, and the switches."""
 
@@ -657,99 +780,28 @@ def main(argv=None):
 # Identical in lessons 12-13; explained on lesson 12's page.  Edit it in lessons/12 only, then
 # run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
-RECV_SIZE = 64 * 1024
-MAX_QUEUED_OUTPUT = 256 * 1024  # per client; beyond it, its pipelined requests wait
-FILE_CHUNK = 64 * 1024  # where os.sendfile is missing, a large file is read this much at a time
+def send_file_piece(sock, body):
+    """Hand the socket as much of a FileBody as it takes; return that count.
 
-
-class FileBody:
-    """A large file still to be sent, a piece each time the socket has room."""
-
-    __slots__ = ("file", "offset", "remaining")
-
-    def __init__(self, file, size):
-        self.file = file
-        self.offset = 0
-        self.remaining = size
-
-    def send_to(self, sock):
-        """Hand the socket as much of the file as it takes; return that count.
-
-        os.sendfile() copies from the page cache straight into the socket,
-        never through Python; on a non-blocking socket it stops when the
-        send buffer is full.  (Flagged shortcut, where it is missing: read()
-        blocks, which a file in the page cache does for microseconds.)
-        """
-        if hasattr(os, "sendfile"):
-            sent = os.sendfile(sock.fileno(), self.file.fileno(), self.offset, self.remaining)
-        else:
-            self.file.seek(self.offset)
-            sent = sock.send(self.file.read(min(FILE_CHUNK, self.remaining)))
-        if sent == 0:
-            # The file shrank while we sent it.  Only closing tells the
-            # client that the bytes Content-Length promised will not come.
-            raise ConnectionAbortedError("%s changed while it was being sent" % self.file.name)
-        self.offset += sent
-        self.remaining -= sent
-        if not self.remaining:
-            self.file.close()
-        return sent
-
-
-class Connection:
-    """What the loop remembers about one client between turns.
-
-    A blocking server keeps this state in local variables of a function that
-    waits; a loop that must never wait keeps it here, per client.
+    os.sendfile() copies from the page cache straight into the socket,
+    never through Python; on a non-blocking socket it stops when the send
+    buffer is full.  (Flagged shortcut, where it is missing: read() blocks,
+    which a file in the page cache does for microseconds.)
     """
-
-    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
-    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip",
-                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed")
-
-    def __init__(self, sock, address, deadline):
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.address = address
-        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
-        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
-        self.body_to_skip = 0  # bytes of a request body still to drop
-        self.close_when_sent = False  # a queued response said "Connection: close"
-        self.peer_closed = False  # recv() returned b"": the client sent its FIN
-        self.lingering = False  # we sent our FIN and wait for the client's
-        self.deadline = deadline
-        self.events = 0  # what the kernel is asked to watch for on this socket (lesson 13)
-        self.closed = False
-
-    def queue(self, data):
-        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
-            self.outgoing[-1] += data  # pipelined responses leave in one send
-        else:
-            self.outgoing.append(bytearray(data))
-
-    def output_is_full(self):
-        """True when this client must read what we queued before we answer more.
-
-        A client may pipeline requests and never read the responses; without
-        this limit it could make us queue responses until memory runs out.
-        """
-        if not self.outgoing:
-            return False
-        if any(isinstance(piece, FileBody) for piece in self.outgoing):
-            return True
-        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
-
-    def wants_input(self):
-        # After the client's FIN every recv() returns b"" at once: stop asking.
-        return not self.peer_closed and not self.output_is_full()
-
-    def close(self):
-        for piece in self.outgoing:
-            if isinstance(piece, FileBody):
-                piece.file.close()
-        self.outgoing.clear()
-        self.sock.close()
-        self.closed = True
+    if hasattr(os, "sendfile"):
+        sent = os.sendfile(sock.fileno(), body.file.fileno(), body.offset, body.remaining)
+    else:
+        body.file.seek(body.offset)
+        sent = sock.send(body.file.read(min(RECV_SIZE, body.remaining)))
+    if sent == 0:
+        # The file shrank while we sent it.  Only closing tells the client
+        # that the bytes Content-Length promised will not come.
+        raise ConnectionAbortedError("%s changed while it was being sent" % body.file.name)
+    body.offset += sent
+    body.remaining -= sent
+    if not body.remaining:
+        body.file.close()
+    return sent
 
 
 def accept_connection(listener, timeout):
@@ -771,43 +823,6 @@ def accept_connection(listener, timeout):
         return Connection(sock, address, time.monotonic() + timeout)
 
 
-def answer_requests(conn, site):
-    """Queue an answer for every complete request in conn.received, in order.
-
-    Returns True if it stopped because conn.output_is_full(): requests may
-    be waiting in conn.received for the client to read what is queued.
-    """
-    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
-        if conn.body_to_skip:
-            skipped = min(conn.body_to_skip, len(conn.received))
-            del conn.received[:skipped]
-            conn.body_to_skip -= skipped
-            continue
-        if conn.output_is_full():
-            return True
-        request = None
-        try:
-            end = HEAD_END.search(conn.received)
-            if not end:
-                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
-                return False  # the rest of the head has not arrived yet
-            head = bytes(conn.received[:end.start()])
-            del conn.received[:end.end()]
-            request, conn.body_to_skip, keep_alive = parse_head(head)
-        except HTTPError as error:
-            # A broken head: we cannot know where the next request starts.
-            reply = error_answer(error, request.method if request else "GET")
-            keep_alive = False
-        else:
-            reply = answer(request, keep_alive, site)
-        conn.queue(reply.data)
-        if reply.file is not None:
-            conn.outgoing.append(FileBody(reply.file, reply.body_size))  # streamed as it drains
-        conn.close_when_sent = not keep_alive
-        log_answer(conn.address, request, reply)
-    return False
-
-
 def send_pending(conn, timeout):
     """Send what the socket takes now, in order; return the number of bytes sent.
 
@@ -822,7 +837,7 @@ def send_pending(conn, timeout):
         piece = conn.outgoing[0]
         try:
             if isinstance(piece, FileBody):
-                sent_total += piece.send_to(conn.sock)
+                sent_total += send_file_piece(conn.sock, piece)
                 finished = not piece.remaining
             else:
                 sent = conn.sock.send(piece)
@@ -868,14 +883,8 @@ def finish_sending(conn):
 
 def time_out(conn, timeout):
     """The deadline passed: nothing was sent for --timeout seconds."""
-    if conn.received and not conn.outgoing and not conn.close_when_sent:
-        # It sent part of a request, then stalled: say so, then close.
-        reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                       "The request took too long to arrive."))
-        conn.queue(reply.data)
-        conn.close_when_sent = True
-        conn.deadline = time.monotonic() + timeout
-        log_answer(conn.address, None, reply)
+    if queue_request_timeout(conn):
+        conn.deadline = time.monotonic() + timeout  # for the 408 to leave
     else:
         conn.close()  # idle, or gone quiet after our FIN
 

@@ -888,7 +888,7 @@ def send_queued(client, conn, timer):
             continue
         with piece.file:
             timer.before_stream()
-            sent = client.sendfile(piece.file, 0, piece.remaining)
+            sent = client.sendfile(piece.file, piece.offset, piece.remaining)
         if sent != piece.remaining:
             # The file shrank while we sent it.  The client waits for the bytes
             # Content-Length promised; only closing tells it they will not come.

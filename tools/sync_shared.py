@@ -39,6 +39,16 @@ SOURCES = {
 
 # (solution file, block) -> why the exercise changes that block.
 SOLUTION_CHANGES = {
+    ("solutions/06_static_single.py", "http"):
+        "a folder without index.html is listed: translate_path() raises Unindexed, answer() "
+        "lists it",
+    ("solutions/07_static_multiprocessing.py", "http"):
+        "every answer names its worker: response_head() adds X-Worker-PID",
+    ("solutions/09_static_socketserver.py", "http"):
+        "Range requests: file_head() adds Accept-Ranges, answer() asks part_answer() first, "
+        "an Answer carries its file's offset into the queued FileBody",
+    ("solutions/11_static_gevent.py", "http"):
+        "gzip: answer() asks gzip_answer() first, file_head() adds Content-Encoding and Vary",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

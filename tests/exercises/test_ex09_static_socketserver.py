@@ -12,8 +12,9 @@ import rawhttp
 from servers import make_docroot
 
 LESSON = "09_static_socketserver"
-HINT = ("lessons/09_static_socketserver.py, docstring 'Exercise'; serve_connection() builds "
-        "the head and send_file() sends from offset 0: both learn about a first byte")
+HINT = ("lessons/09_static_socketserver.py, docstring 'Exercise'; answer() (the shared "
+        "\"http\" block) builds a file's answer with file_head(), and a large file is queued as "
+        "a FileBody sent from its offset: both learn about a first byte")
 
 SMALL = bytes(range(256)) * 8  # 2048 bytes, sent with the head in one call
 LARGE = bytes(range(251)) * 1200  # 301200 bytes, sent with sendfile()

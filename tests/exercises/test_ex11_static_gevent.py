@@ -17,8 +17,8 @@ from servers import make_docroot
 
 LESSON = "11_static_gevent"
 HINT = ("lessons/11_static_gevent.py, docstring 'Exercise'; CachedFile.response() (small files) "
-        "and respond() (large ones) build each file's head: Content-Encoding, Vary and the "
-        "Content-Length of what is sent go there")
+        "and answer() with file_head() (the shared \"http\" block) build each file's answer: "
+        "Content-Encoding, Vary and the Content-Length of what is sent go there")
 
 TEXT_FILES = ["/style.css", "/app.js", "/notes.txt", "/index.html", "/data.json", "/logo.svg",
               "/big.txt"]

@@ -16,8 +16,8 @@ import rawhttp
 from servers import make_docroot
 
 LESSON = "12_static_nonblocking"
-HINT = ("lessons/12_static_nonblocking.py, docstring 'Exercise'; serve_forever() asks every "
-        "socket in turn: let select.select() say which ones are ready")
+HINT = ("lessons/12_static_nonblocking.py, docstring 'Exercise'; PollingServer.serve_forever() "
+        "asks every socket in turn: let select.select() say which ones are ready")
 
 IDLE_CONNECTIONS = 50
 MEASURED = 2.0  # seconds of CPU measurement

@@ -1,56 +1,37 @@
 #!/usr/bin/env python3
 """Lesson 06 · A single-task static web server (6. Web静态服务器-单任务)
 
-The source's section 6 builds the smallest useful web server: accept a
-connection, read the request, find the file, send it back, close, repeat.
-This lesson keeps that shape -- one client at a time, one response per
-connection -- and makes every step correct.
+The idea: the smallest useful web server is a loop -- accept a connection,
+read the request, find the file, send it back, close, and only then accept
+the next.  While it serves one client, every other client waits in the
+kernel's listen queue.  serve_forever() below is the whole model.
 
-What changed from the source's code, and why
---------------------------------------------
-* The source reads a request with one ``recv(1024)``.  TCP is a byte stream,
-  not a message queue: a request may arrive in pieces, or be longer than
-  1024 bytes (browsers send 400-1000 bytes of headers, cookies push it past
-  4 KiB).  We read until the blank line that ends the head, and cap how much
-  we are willing to read (414 for a long request line, 431 for long or many
-  header lines), because a server that buffers without limit can be made to
-  eat all its memory by one client.
-* The source calls ``send``, which may send only part of the buffer.
-  ``sendall`` loops until everything has gone.  We also send the head and the
-  body in one call so they can leave in one TCP segment.
-* The source maps the URL by string concatenation: ``"./html" + path``.
-  ``GET /../../etc/passwd`` then reads any file the server can read.  We
-  percent-decode, drop dot segments, refuse separators inside a segment, and
-  finally check with ``realpath`` that the file really lies inside the
-  docroot (a symlink can point anywhere).
-* The source answers everything with 200 or 404 and no headers.  Browsers
-  then guess the type and wait for the close to know the body has ended.  We
-  send ``Content-Type``, ``Content-Length``, ``Date``, ``Server`` and
-  ``Connection: close``, and we answer bad requests with a clear 4xx/5xx.
-* The source's ``"\\r\\n"`` literals were mangled into real line breaks; HTTP
-  lines end in CRLF.  (We also accept a bare LF, so that ``nc`` works.)
-* A client that connects and says nothing would block the source forever.
-  We give each client ``--timeout`` seconds (5 by default) to send its request.
+What changed from the source's code, and why (details on the lesson's page)
+* one recv(1024) per request -> read until the blank line, with limits
+  (414, 431), because TCP delivers a byte stream, not messages;
+* send() -> sendall(), head and body in one call;
+* "./html" + path (GET /../../etc/passwd reads any file) -> percent-decode,
+  drop dot segments, and check with realpath that the file is inside;
+* 200 or 404 and no headers -> Content-Type, Content-Length, Date, and a
+  clear 4xx/5xx for every bad request;
+* its "\\r\\n" literals were mangled into real line breaks -> CRLF;
+* a client that says nothing blocked it forever -> --timeout (5 s here).
+* It answers with "Connection: close": a single-task server that kept a
+  browser's connection open would serve nobody else until the browser let go.
 
-Why one response per connection?
---------------------------------
-HTTP/1.1 keeps connections open by default (长连接).  A single-task server
-that honoured that would serve one browser's connection until the browser
-chose to close it -- browsers keep idle connections for minutes -- and every
-other client would wait in the listen queue.  So this server answers with
-``Connection: close`` and moves on.  Even so, one slow client delays all the
-others: try it below.  Lessons 07-13 remove that limit, each in its own way.
-This lesson reads each file whole into memory; from lesson 07 on, files are
-streamed.
+Below the model, two fenced blocks hold the plumbing every server lesson
+shares, byte for byte: "http" (parsing, paths, answers, caches, the command
+line -- explained on this lesson's page) and "blocking connection"
+(explained on lesson 07's).
 
 Try it
 ------
-    python lessons/06_static_single.py            # then open http://127.0.0.1:7890/
+    python3 lessons/06_static_single.py        # then open http://127.0.0.1:7890/
     curl -v http://127.0.0.1:7890/
-    curl -v --path-as-is http://127.0.0.1:7890/../README.md     # 404, not the file
-    curl -I http://127.0.0.1:7890/style.css                     # HEAD: head only
-    nc 127.0.0.1 7890        # connect and type nothing: every other client waits
-                             # until the timeout drops you (curl in a 2nd terminal)
+    curl -v --path-as-is http://127.0.0.1:7890/../README.md    # 404, not the file
+    python3 lessons/01_server_overview.py client 127.0.0.1 7890   # connect, type
+                                 # nothing: every other client waits (curl again)
+    ss -tan state time-wait '( sport = :7890 )'   # the server closed first
 
 Exercise
 --------
@@ -59,24 +40,103 @@ Directory listing: when a requested folder has no ``index.html``, answer
 links every entry of the folder (``<a href="NAME">NAME</a>``, sub-folders
 with a trailing ``/``), names sorted, each name HTML-escaped in the text and
 percent-encoded in the ``href``.  A folder that has an ``index.html`` still
-serves it.  Grade it with ``python -m pytest tests/exercises -k 06``.
+serves it.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 06``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/06_static_single.html
+
+Solved here: translate_path() raises Unindexed for a folder without
+index.html instead of 403, and answer() turns it into listing_answer(): the
+page folder_listing() builds (both below serve_forever).  The "http" block
+differs from lesson 06's in those two places only.
 """
 
 import argparse
 import email.utils
+import errno
+import functools
 import html
 import mimetypes
 import os
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from http import HTTPStatus
 
+SERVER_NAME = "CourseServer/06-single"
+DEFAULT_TIMEOUT = 5.0  # seconds a client may take to send its request
+
+
+def serve_forever(listener, site):
+    """One client at a time: everyone else waits in the listen queue."""
+    while True:
+        accepted = accept(listener)
+        if accepted is None:
+            continue
+        client, address = accepted
+        # One request per connection: HTTP/1.1 would keep it open, and a
+        # browser holds an idle connection for minutes, with nobody else served.
+        serve_client(client, address, site, keep_alive=False)
+
+
+class Unindexed(Exception):
+    """A folder without index.html: translate_path() raises it, answer() lists the folder."""
+
+    def __init__(self, folder, url_path):
+        super().__init__(folder)
+        self.folder = folder  # its real path
+        self.url_path = url_path  # as the client asked for it, decoded
+
+
+def listing_answer(unindexed, request, keep_alive):
+    """The Answer for a folder without index.html: a page that lists it."""
+    body = folder_listing(unindexed.folder, unindexed.url_path)
+    head = response_head(HTTPStatus.OK, [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if request.method == "HEAD":
+        return Answer(head, HTTPStatus.OK, 0)
+    return Answer(head + body, HTTPStatus.OK, len(body))
+
+
+def folder_listing(folder, url_path):
+    """An HTML page that links every entry of folder, names sorted.
+
+    A name is text in the page but part of a URL in the href: it is
+    HTML-escaped for the one and percent-encoded for the other, so a file
+    called ``<b>&?#.txt`` neither injects markup nor breaks its own link.
+    """
+    items = []
+    for name in sorted(os.listdir(folder)):
+        slash = "/" if os.path.isdir(os.path.join(folder, name)) else ""
+        # surrogateescape: a name that is not valid UTF-8 keeps its bytes in the link.
+        href = urllib.parse.quote(name, errors="surrogateescape") + slash
+        items.append('<li><a href="%s">%s</a></li>' % (href, html.escape(name + slash)))
+    title = html.escape("Index of " + url_path)
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
+            "<body><h1>%s</h1>\n<ul>\n%s\n</ul></body></html>\n"
+            % (title, title, "\n".join(items)))
+    return page.encode("utf-8", "replace")  # "replace": the text of a non-UTF-8 name
+
+
+def add_arguments(parser):
+    """Lesson 06 has no options of its own."""
+
+
+def prepare(args):
+    """Nothing to check or set up before listening."""
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/06-single"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -85,7 +145,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 5.0  # seconds a client may take to send its request
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
+MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -99,6 +161,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -125,9 +192,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -205,11 +270,49 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
-    docroot must already be a realpath.  Returns the file's real path, or
-    the folder's when it has no index.html (the caller lists it).
+    docroot must already be a realpath.  Returns the file's real path.
     """
     path = urllib.parse.urlsplit(target).path  # drops ?query and #fragment
     if not path.startswith("/"):
@@ -249,33 +352,13 @@ def translate_path(target, docroot):
                             [("Location", location)])
         index = os.path.join(real, "index.html")
         if not os.path.isfile(index):
-            return real
+            raise Unindexed(real, decoded)  # the exercise: answer() lists it
         real = index
     if not os.path.exists(real):
         raise HTTPError(HTTPStatus.NOT_FOUND, "No such file.")
     if not os.path.isfile(real):  # opening a FIFO or a device could block forever
         raise HTTPError(HTTPStatus.FORBIDDEN, "Not a regular file.")
     return real
-
-
-def folder_listing(folder, url_path):
-    """An HTML page that links every entry of folder, names sorted.
-
-    A name is text in the page but part of a URL in the href: it is
-    HTML-escaped for the one and percent-encoded for the other, so a file
-    called ``<b>&?#.txt`` neither injects markup nor breaks its own link.
-    """
-    items = []
-    for name in sorted(os.listdir(folder)):
-        slash = "/" if os.path.isdir(os.path.join(folder, name)) else ""
-        # surrogateescape: a name that is not valid UTF-8 keeps its bytes in the link.
-        href = urllib.parse.quote(name, errors="surrogateescape") + slash
-        items.append('<li><a href="%s">%s</a></li>' % (href, html.escape(name + slash)))
-    title = html.escape("Index of " + url_path)
-    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<ul>\n%s\n</ul></body></html>\n"
-            % (title, title, "\n".join(items)))
-    return page.encode("utf-8", "replace")  # "replace": the text of a non-UTF-8 name
 
 
 def content_type(path):
@@ -286,36 +369,314 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
+def http_date(cached=[None, ""]):
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
+    second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
+    if cached[0] != second:
+        cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return cached[1]
+
+
 def response_head(status, headers):
     lines = ["HTTP/1.1 %d %s" % (status, status.phrase),
-             "Date: " + email.utils.formatdate(usegmt=True),
+             "Date: " + http_date(),
              "Server: " + SERVER_NAME]
     lines += ["%s: %s" % header for header in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-# ---------------------------------------------------------------------------
-# The socket side: read one request, answer it, close.
-# ---------------------------------------------------------------------------
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
+
+
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
+
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
+    """
+    try:
+        check_method(request)
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except Unindexed as unindexed:  # the exercise
+        return listing_answer(unindexed, request, keep_alive)
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
+
+
+class CachedFile:
+    """A small file's body and the heads built for it in the current second."""
+
+    def __init__(self, path, identity, body):
+        self.path = path
+        self.identity = identity  # (mtime, size, inode): what tells us the file changed
+        self.body = body
+        self.second = None  # the clock second the heads below were built in
+        self.heads = {}  # keep_alive -> response head, Date included
+
+    def response(self, request, keep_alive):
+        head = self.heads.get(keep_alive)
+        if head is None:
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
+        return head if request.method == "HEAD" else head + self.body
+
+
+class FileCache:
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
+
+    Answering from scratch maps the path (realpath stats every folder on the
+    way), opens, reads and closes the file and formats the head: most of
+    what a request costs.  An entry is trusted for the rest of the clock
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
+    """
+
+    def __init__(self):
+        self.entries = {}  # request target -> CachedFile
+
+    def lookup(self, target, docroot):
+        """The CachedFile for target, or None for a file too large to keep.
+
+        Raises HTTPError as translate_path() and open_file() do.
+        """
+        second = int(time.time())
+        entry = self.entries.get(target)
+        if entry is not None and entry.second == second:
+            return entry
+        path = translate_path(target, docroot)
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > SMALL_FILE:
+                self.entries.pop(target, None)
+                return None
+            identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if entry is None or entry.path != path or entry.identity != identity:
+                entry = CachedFile(path, identity, file.read(info.st_size))
+                self.entries.pop(target, None)
+                if len(self.entries) >= CACHE_ENTRIES:
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
+                self.entries[target] = entry
+        entry.second = second
+        entry.heads = {}
+        return entry
+
+
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
+
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
+
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
+
+
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
+    if not os.path.isdir(args.directory):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
+    try:
+        listener = open_listener(args.bind, args.port)
+    except OSError as error:
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:  # from the moment the line below is out, Ctrl+C may come
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            serve_forever(listener, site)
+        except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
+
+
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "blocking connection" =======================================================
+# Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 class ClientGaveUp(Exception):
     """The client closed or went quiet before finishing its request."""
 
 
-def receive_head(client, buffer, deadline):
+class TimedOut(Exception):
+    """The connection's time ran out while we waited for the client."""
+
+
+class Deadline:
+    """A connection's timeout, as the socket's own timeout on each call that waits.
+
+    restart() gives the client `seconds` from now; each receive then waits at
+    most what is left.  Lesson 11 replaces this with one timer per connection.
+    """
+
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+
+    def restart(self):
+        self.expires = time.monotonic() + self.seconds
+        self.client.settimeout(self.seconds)  # sendall: the whole answer, within the time
+
+    def before_receive(self):
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut()
+        self.client.settimeout(remaining)
+
+    def before_stream(self):
+        """A large file may rightly take longer: bound each wait instead."""
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def receive_head(client, buffer, timer):
     """Read from client into buffer until a whole head has arrived.
 
     Returns the head (without the blank line) and leaves whatever follows it
@@ -324,25 +685,22 @@ def receive_head(client, buffer, deadline):
     """
     while True:
         end = HEAD_END.search(buffer)
-        check_head_limits(buffer)
         if end:
             head = bytes(buffer[:end.start()])
             del buffer[:end.end()]
             return head
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ClientGaveUp("timed out" if buffer else "idle")
-        client.settimeout(remaining)
+        check_head_limits(buffer)  # caps what an unfinished head makes us buffer
         try:
+            timer.before_receive()
             chunk = client.recv(65536)
-        except socket.timeout:
+        except (TimedOut, socket.timeout):
             raise ClientGaveUp("timed out" if buffer else "idle") from None
         if not chunk:
             raise ClientGaveUp("closed")
         buffer += chunk
 
 
-def discard_body(client, buffer, length, deadline):
+def discard_body(client, buffer, length, timer):
     """Read and drop a request body we do not use.
 
     If we closed with unread bytes in the receive queue, the kernel would
@@ -352,7 +710,7 @@ def discard_body(client, buffer, length, deadline):
     del buffer[:skipped]
     length -= skipped
     while length > 0:
-        client.settimeout(max(deadline - time.monotonic(), 0.001))
+        timer.before_receive()
         chunk = client.recv(min(length, 65536))
         if not chunk:
             raise ClientGaveUp("closed")
@@ -380,123 +738,110 @@ def close_gracefully(client):
         pass
 
 
-def handle_connection(client, address, docroot, timeout):
-    """Serve exactly one request on this connection."""
-    deadline = time.monotonic() + timeout
-    buffer = bytearray()
-    request = None
-    try:
-        head = receive_head(client, buffer, deadline)
-        request = parse_request_head(head)
-        discard_body(client, buffer, body_length(request), deadline)
-        if request.method not in ("GET", "HEAD"):
-            if request.method in KNOWN_METHODS:
-                raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                                "This server only reads files: use GET or HEAD.",
-                                [("Allow", ALLOWED_METHODS)])
-            raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-        path = translate_path(request.target, docroot)
-        if os.path.isdir(path):  # a folder without index.html
-            listing = folder_listing(path, urllib.parse.unquote(urllib.parse.urlsplit(
-                request.target).path))
-            body = listing if request.method == "GET" else b""
-            head = response_head(HTTPStatus.OK, [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", len(listing)),
-                ("Connection", "close")])
-        else:
-            with open(path, "rb") as file:
-                info = os.fstat(file.fileno())
-                body = file.read() if request.method == "GET" else b""
-            head = response_head(HTTPStatus.OK, [
-                ("Content-Type", content_type(path)),
-                ("Content-Length", info.st_size),
-                ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-                ("Connection", "close")])
-        client.settimeout(timeout)
-        client.sendall(head + body)  # one call: head and body leave together
-        log(address, request.request_line, HTTPStatus.OK, len(body))
-    except HTTPError as error:
-        client.settimeout(timeout)
-        method = request.method if request else "GET"
-        client.sendall(error_response(error, method))
-        log(address, request.request_line if request else "-", error.status, 0)
-    except ClientGaveUp as reason:
-        if str(reason) == "timed out":  # it sent part of a request, then stalled
-            client.sendall(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                                    "The request took too long to arrive.")))
-        log(address, "- (client %s)" % reason, None, 0)
+def send_all(client, data):
+    """client.sendall(data), for less: one send() nearly always takes it all.
+
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
+    """
+    sent = client.send(data)
+    if sent < len(data):
+        client.sendall(memoryview(data)[sent:])
+
+
+def send_answer(client, answer, timer):
+    """Send an Answer: its bytes in one call, then its large file, if any.
+
+    A small file leaves with its head in one send (two writes would meet
+    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
+    is never read into memory: socket.sendfile() has the kernel copy it from
+    the page cache into the socket.
+    """
+    if answer.file is None:
+        send_all(client, answer.data)
         return
-    close_gracefully(client)
-
-
-def log(address, request_line, status, size):
-    """One line per request on stderr, in the spirit of http.server."""
-    when = time.strftime("%d/%b/%Y %H:%M:%S")
-    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
-          file=sys.stderr)
-
-
-def serve_forever(listener, docroot, timeout):
-    while True:
+    with answer.file:
+        timer.before_stream()
         try:
-            client, address = listener.accept()
-        except (ConnectionAbortedError, InterruptedError):
-            continue  # the client left before we accepted it
-        with client:
-            try:
-                handle_connection(client, address, docroot, timeout)
-            except OSError as error:  # reset, broken pipe, send timeout
-                log(address, "- (%s)" % error.__class__.__name__, None, 0)
+            client.sendall(answer.data)
+            sent = client.sendfile(answer.file, 0, answer.body_size)
+        finally:
+            timer.after_stream()
+    if sent != answer.body_size:
+        # The file shrank while we sent it.  The client waits for the bytes
+        # Content-Length promised; only closing tells it they will not come.
+        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
 
 
-def open_listener(bind, port):
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR a restarted server cannot bind while old
-    # connections sit in TIME_WAIT (about a minute on Linux).
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((bind, port))
-    listener.listen(128)  # connections the kernel queues while we are busy
-    return listener
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not)."""
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buffer = bytearray()  # bytes after the current request: pipelined requests
+    wanted = True
+    while wanted:
+        timer.restart()  # the idle limit, then the limit for the head
+        request = None
+        try:
+            head = receive_head(client, buffer, timer)
+            request, length, wanted = parse_head(head)
+            discard_body(client, buffer, length, timer)
+        except HTTPError as error:
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            wanted = False
+        except ClientGaveUp as reason:
+            if str(reason) != "timed out":
+                return False  # closed, or idle for --timeout: nothing to say
+            # It sent part of a request, then stalled: say so, then close.
+            request, wanted = None, False
+            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                           "The request took too long to arrive."))
+        else:
+            wanted = wanted and keep_alive
+            reply = answer(request, wanted, site)
+        timer.restart()  # the answer gets a whole timeout to leave
+        send_answer(client, reply, timer)
+        log_answer(address, request, reply)
+    return True
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
-    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to bind (default %(default)s)")
-    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
-                        help="folder to serve (default: the course's html/)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long a client may take to send its request (default %(default)s)")
-    return parser.parse_args(argv)
+def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
+    """Serve one connection, then close it."""
+    site.apply()
+    with client:
+        timer = timer_class(client, site.timeout)
+        try:
+            we_end_it = serve_connection(client, address, site, keep_alive, timer)
+        except (TimedOut, socket.timeout):
+            we_end_it = False
+            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+        except OSError as error:  # reset, broken pipe
+            we_end_it = False
+            log(address, "- (%s)" % error.__class__.__name__, None, 0)
+        finally:
+            timer.close()
+        if we_end_it:
+            close_gracefully(client)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
-        sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
-        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+def accept(listener):
+    """The next connection, or None if it could not be taken just now."""
     try:
-        listener = open_listener(args.bind, args.port)
+        return listener.accept()
+    except (ConnectionAbortedError, InterruptedError):
+        return None  # the client left before we accepted it
     except OSError as error:
-        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
-    with listener:
-        host, port = listener.getsockname()[:2]
-        url_host = "[%s]" % host if ":" in host else host
-        try:
-            # Inside the try: Ctrl+C may come as soon as the line is out,
-            # before print() has even returned.
-            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-                  flush=True)
-            serve_forever(listener, docroot, args.timeout)
-        except KeyboardInterrupt:
-            print("\nKeyboard interrupt received, exiting.", flush=True)
-    return 0
+        if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            raise
+        # Out of descriptors or memory: the connection stays queued in the
+        # kernel, and the next accept would fail at once.  Pause, don't spin.
+        log(("-",), "- (accept: %s)" % error.strerror, None, 0)
+        time.sleep(0.1)
+        return None
+
+
+# ==== end of shared block "blocking connection" ================================================
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ SOLUTION_CHANGES = {
     ("solutions/06_static_single.py", "http"):
         "a folder without index.html is listed: translate_path() raises Unindexed, answer() "
         "lists it",
+    ("solutions/07_static_multiprocessing.py", "http"):
+        "every answer names its worker: response_head() adds X-Worker-PID",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

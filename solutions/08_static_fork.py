@@ -1,134 +1,57 @@
 #!/usr/bin/env python3
 """Lesson 08 · A static web server that forks per client (8. Web静态服务器-多进程(os.fork))
 
-Lesson 07 without multiprocessing: ``os.fork()`` is the system call
-underneath, and every chore multiprocessing did for us is now in plain
-sight -- which process closes which socket, how a child ends, how the
-parent collects it, and how Ctrl+C stops them all.  POSIX only (Linux,
-macOS): on Windows, use lesson 07.
+The idea: lesson 07 without multiprocessing.  ``pid = os.fork()`` returns
+twice -- 0 in the new child, the child's pid in the parent -- and the child
+is a copy of the parent running on from the same line: its memory, its
+descriptors, its signal handlers.  Every chore multiprocessing did is now in
+plain sight in serve_forever() and serve_in_child() below: the child closes
+the listener, serves, and leaves with os._exit(); the parent closes the
+client socket, goes back to accept, and reaps finished children on SIGCHLD
+(waitpid with WNOHANG, in a loop, because signals do not queue).  POSIX
+only (Linux, macOS): on Windows, use lesson 07.
 
-fork, step by step
-------------------
-``pid = os.fork()`` returns twice: 0 in the new child, the child's pid in
-the parent.  The child is a copy of the parent -- its memory, its open
-descriptors, its signal handlers -- running on from the same line.  So:
-
-* The child closes its copy of the listening socket (only the parent
-  accepts, and the port must be free once the parent is gone), serves its
-  client, and leaves with ``os._exit()``.  Never by returning: everything
-  below it on the stack is a copy of the parent's accept loop.
-* The parent closes its copy of the client socket (as in lesson 07) and
-  goes back to accept.
-* The parent reaps.  When a child ends, the kernel sends the parent SIGCHLD,
-  and reap_children() calls ``os.waitpid(-1, os.WNOHANG)`` until it returns
-  pid 0 (children remain, none has ended) or raises ChildProcessError (no
-  children at all).  It loops because signals do not queue: three children
-  that end together may raise one SIGCHLD.  It passes WNOHANG because a
-  signal handler must never wait.
-* Ctrl+C.  The terminal sends SIGINT to the whole process group, children
-  included, and each child leaves quietly.  ``kill -INT <pid>`` reaches the
-  parent alone, so the parent also ends (SIGTERM) and collects every child
-  still running before it exits: none outlives it.
-* Around fork() the parent blocks SIGCHLD and SIGINT, so that a child
-  cannot be reaped before its pid is recorded, and cannot meet a Ctrl+C
-  before it is ready for one.  The child inherits the mask and unblocks.
-* A Python signal handler has a blind spot: a Ctrl+C that lands while
-  reap_children runs can wait, unnoticed, until accept() returns (the
-  comment in serve_forever() says why).  So accept() returns every second.
-
-Why the source's ``signal.signal(SIGCHLD, SIG_IGN)`` also works, on Linux:
-POSIX lets a parent declare that it will never wait for its children by
-ignoring SIGCHLD, and Linux (like the BSDs) then reaps them itself -- no
-zombies.  The price: the parent can no longer learn when or how a child
-ended, and a waitpid() blocks until all of them are gone, then fails.  This
-lesson keeps the pids, to stop the children on Ctrl+C; its exercise counts
-them.
-
-What it costs, measured on this machine (2 cores; 200 clients connected at
-once, each asking for index.html, all held open until the last answer):
-1.3-1.5 s, and 430 MiB for the group (PSS): +2.2 MiB per child.  A forked
-child shares the parent's pages only until one of them writes, and CPython
-writes to every object it touches, if only to count references.  (About
-1 s of it is one client whose SYN was dropped when 200 connects overflowed
-the 128-place listen queue, and sent again after the kernel's 1 s timeout.)
-
-Persistent connections and streamed files (the same in lessons 07-11)
-----------------------------------------------------------------------
-Once a slow client no longer holds up the others, the server can afford
-what lesson 06 declined:
-
-* Persistent connections (长连接).  After a response an HTTP/1.1 connection
-  stays open unless the request said ``Connection: close``; an HTTP/1.0 one
-  closes unless it said ``Connection: keep-alive``.  serve_connection() loops
-  receive_head -> parse -> respond on one connection.  Bytes that arrive
-  after a request stay in the buffer as the start of the next one, so
-  requests a client sends without waiting for answers (pipelining) are all
-  answered, in order.  An error answer still closes the connection: after a
-  bad request we cannot know where the next one starts.
-* An idle timeout.  A kept connection that sends nothing for ``--timeout``
-  seconds (15 by default) is closed, and each request head must arrive
-  within that time too.
-* Streamed files.  Lesson 06 read each file whole; 200 clients fetching a
-  20 MiB file would have cost 4 GB.  A file over 64 KiB now goes out with
-  ``socket.sendfile``: the kernel copies it from the page cache into the
-  socket (``os.sendfile``; where that is missing, a read/send loop), and the
-  server never holds more than a buffer of it.
-* Nagle's algorithm.  A response written in two pieces -- head, then body --
-  on a kept connection meets Nagle's algorithm (a small segment waits until
-  the previous one is acknowledged) and the client's delayed ACK (it waits
-  up to 40 ms for data to piggyback on): every request after the first
-  waits ~40 ms.  Measured here (lesson 10, wrk, 10 connections, style.css):
-  head and body in two writes, 224 requests/s at a median 44 ms; the same
-  with ``TCP_NODELAY``, 4,457 at 2.0 ms; in one write, 5,073 at 1.2 ms.
-  (gevent's own pywsgi server writes head and body apart: 227 requests/s.)
-  So a small file leaves with its head in one ``sendall``, and
-  ``TCP_NODELAY`` turns Nagle off for the large ones, sent in two steps.
-* A client that leaves or resets at any moment raises OSError in the code
-  serving it, and costs nothing but its own connection.
-
-What changed from the source's code, and why
---------------------------------------------
-* Everything lesson 06 fixed: whole requests read with limits, ``sendall``,
-  safe paths, real headers, clear error answers.
-* The source's child never leaves.  When handle_request() returns, the
-  child falls back into the ``while True`` accept loop it inherited;
-  accept() on the listening socket it has closed raises OSError, which
-  ``except Exception: continue`` swallows, and round it goes: every client
-  served leaves a process behind, spinning at 100% CPU forever.  Ours ends
-  with ``os._exit()`` in a ``finally``, whatever happened.
-* The source sets ``SIG_IGN`` again before every fork (once would do) and
-  tests ``if pid < 0``, which never happens: os.fork() raises OSError
-  instead.  We catch that (EAGAIN: too many processes), answer nothing,
-  close the client and go on.
-* On Ctrl+C the source prints a traceback (``raise``), and so does every
-  child.  Here the parent stops its children, then prints one line.
-* Persistent connections, the idle timeout, streamed files and
-  ``TCP_NODELAY``: see above.
+What changed from the source's code, and why (details on the lesson's page)
+* the source's child never leaves: back in the accept loop it inherited,
+  accept() on the listener it closed raises EBADF, ``except Exception:
+  continue`` swallows it, and the child spins at 100 % CPU serving nobody
+  -> ours ends with os._exit() in a finally, whatever happened;
+* ``if pid < 0`` never happens (os.fork() raises OSError) -> we catch
+  EAGAIN and ENOMEM, close the client and go on;
+* SIG_IGN for SIGCHLD, set before every fork (once would do) -> a SIGCHLD
+  handler that reaps, so the parent knows which children are alive;
+* Ctrl+C printed a traceback from every process -> the parent stops its
+  children, then prints one line.
 
 Try it
 ------
-    python lessons/08_static_fork.py
-    nc 127.0.0.1 7890                # in a 2nd terminal: one child per nc...
+    python3 lessons/08_static_fork.py
+    python3 lessons/01_server_overview.py client 127.0.0.1 7890  # one child each
     ps -o pid,ppid,stat,rss,args --ppid $(pgrep -of 08_static)
-    kill -INT $(pgrep -of 08_static) # ...and none left after the parent
-Then comment out ``os._exit(status)``: a child that has served its client
-returns into the accept loop it copied from the parent, and calls accept()
-on the socket it closed.  The source swallowed that error and spun; our
-accept() lets it through, so each child ends in a traceback instead.  Or
-replace reap_children with ``SIG_IGN``, as the source does: still no zombies
-(``Z`` in ``ps``), but the parent no longer knows which children are alive.
+    kill -INT $(pgrep -of 08_static)    # ...and none left after the parent
+Then comment out ``os._exit(status)`` and watch a served child fall back
+into the accept loop it copied; or replace reap_children with SIG_IGN, as
+the source does: no zombies (``Z`` in ps), but no list of children either.
 
 Exercise
 --------
 ``--max-children N``: while N children are busy serving, the next
 connection is answered ``503 Service Unavailable`` with ``Retry-After: 1``
 (and closed) instead of getting a new fork.  Grade it with
-``python -m pytest tests/exercises -k 08``.
+``python3 -m pytest tests/exercises --submission my_answers -k 08``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/08_static_fork.html
+
+Solved here: serve_forever() counts the children still serving (reap_children
+keeps ``children`` current) and, with --max-children N reached, refuse_busy()
+answers 503 itself instead of forking.  The shared blocks are unchanged.
 """
 
 import argparse
+import atexit
 import email.utils
 import errno
+import functools
 import html
 import mimetypes
 import os
@@ -136,14 +59,174 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
-import traceback
 import urllib.parse
 from http import HTTPStatus
 
+SERVER_NAME = "CourseServer/08-fork"
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+
+children = set()  # pids of the children still running, for stop_children()
+
+
+def serve_forever(listener, site):
+    signal.signal(signal.SIGCHLD, reap_children)
+    atexit.register(stop_children, children)  # the parent's exit only: a child uses os._exit
+    # CPython runs a Python signal handler between two bytecodes, and after
+    # an interrupted accept() has run the handlers it calls accept() again
+    # (PEP 475).  A Ctrl+C that lands while reap_children runs, after its
+    # last check for signals, is noticed only when accept() next returns.
+    # So accept() gives up every second, bounding that wait.
+    listener.settimeout(1.0)
+    while True:
+        try:
+            accepted = accept(listener)
+        except socket.timeout:
+            continue
+        if accepted is None:
+            continue
+        client, address = accepted
+        # children shrinks as reap_children collects those that ended, so
+        # its size is the number of children still serving.
+        limit = site.options.max_children  # the exercise
+        if limit is not None and len(children) >= limit:
+            refuse_busy(client, address)
+            continue
+        # The child inherits the mask, and unblocks once it is ready.
+        hold_signals()
+        try:
+            pid = os.fork()
+            if pid == 0:
+                serve_in_child(listener, client, address, site)  # never returns
+            children.add(pid)
+        except OSError as error:  # EAGAIN: too many processes; ENOMEM
+            log(address, "- (no child process: %s)" % error.strerror, None, 0)
+        finally:
+            allow_signals()
+        # fork() copied every descriptor: the child has its own copy of
+        # client.  A connection ends only when every copy is closed: if the
+        # parent kept its copy, a client reading until the end (HTTP/1.0)
+        # would wait forever, and the parent would leak a descriptor per
+        # connection until accept() fails with "Too many open files".
+        client.close()
+
+
+def refuse_busy(client, address):
+    """Every child we allow is busy: 503 at once, then close, instead of a fork."""
+    busy = len(children)  # now: by the end of the lingering close, one may have ended
+    with client:
+        try:
+            client.settimeout(1.0)  # the accepting parent must not block on one client
+            client.sendall(error_answer(HTTPError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients at once; try again in a "
+                "second.", [("Retry-After", "1")])).data)
+            # A lingering close, kept short because the parent accepts for
+            # everyone: closing with the client's request unread would send a
+            # RST, which can destroy the 503 before the client reads it.
+            client.shutdown(socket.SHUT_WR)
+            client.settimeout(0.05)
+            while client.recv(65536):
+                pass
+        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
+            pass
+    log(address, "- (refused: %d children busy)" % busy,
+        HTTPStatus.SERVICE_UNAVAILABLE, 0)
+
+
+def serve_in_child(listener, client, address, site):
+    """The child's whole life: serve one connection, then leave with os._exit."""
+    try:
+        listener.close()  # only the parent accepts, and the port must not outlive it
+        allow_signals()
+        serve_client(client, address, site)
+    except KeyboardInterrupt:
+        pass  # Ctrl+C reaches the whole process group; the parent says the one line
+    finally:
+        # Everything below us on the stack is a copy of the parent's accept
+        # loop.  Returning would run it in the child (the source's bug), and
+        # sys.exit() would run the parent's finally blocks and atexit
+        # handlers on the way out.  os._exit() ends this process here (a bug
+        # in serve_client() would leave its traceback unprinted: print it
+        # with traceback.print_exc() in an "except Exception" when you debug).
+        # stderr is line-buffered, so every log line is out already.
+        os._exit(0)
+
+
+def reap_children(signum, frame):
+    """SIGCHLD handler: collect every child that has ended, so none stays a zombie.
+
+    Signals do not queue: three children that end together may raise one
+    SIGCHLD.  So we loop until waitpid() says that no more have ended (pid 0)
+    or that there are no children at all (ChildProcessError).
+    """
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+
+
+def stop_children(pids):
+    """At the parent's exit: end and collect any child still running.
+
+    A Ctrl+C typed in the terminal reaches the children too (they share its
+    process group), but ``kill -INT <pid>`` reaches the parent alone.
+    """
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for them ourselves now
+    for pid in list(pids):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # it had already ended
+
+
+# Blocked around fork(): SIGCHLD, so that reap_children cannot run for the
+# new child before we have recorded it; SIGINT, so that the child meets a
+# Ctrl+C only inside serve_in_child's try.
+HELD_SIGNALS = {signal.SIGINT, signal.SIGCHLD}
+
+
+def hold_signals():
+    """Block HELD_SIGNALS in this thread: one that comes now waits, pending."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; Windows has no signal masks
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
+def allow_signals():
+    """Unblock them: a signal held back meanwhile is delivered now."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+
+
+def add_arguments(parser):
+    parser.add_argument("--max-children", type=positive, metavar="N",
+                        help="at most N children at once; more clients get 503 (default: no "
+                             "limit)")
+
+
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
+
+
+def prepare(args):
+    if not hasattr(os, "fork"):
+        sys.exit("Lesson 08 needs os.fork, which this platform lacks: "
+                 "run lesson 07 (07_static_multiprocessing.py) instead.")
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/08-fork"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -152,9 +235,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
-SMALL_FILE = 64 * 1024  # up to this size a file is read and sent with its head in one call
-ACCEPT_TIMEOUT = 1.0  # seconds; see serve_forever
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
+MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -168,6 +251,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -194,9 +282,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -274,6 +360,45 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
@@ -334,36 +459,312 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
+def http_date(cached=[None, ""]):
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
+    second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
+    if cached[0] != second:
+        cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return cached[1]
+
+
 def response_head(status, headers):
     lines = ["HTTP/1.1 %d %s" % (status, status.phrase),
-             "Date: " + email.utils.formatdate(usegmt=True),
+             "Date: " + http_date(),
              "Server: " + SERVER_NAME]
     lines += ["%s: %s" % header for header in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-# ---------------------------------------------------------------------------
-# The socket side: serve one connection, request after request.
-# ---------------------------------------------------------------------------
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
+
+
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
+
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
+    """
+    try:
+        check_method(request)
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
+
+
+class CachedFile:
+    """A small file's body and the heads built for it in the current second."""
+
+    def __init__(self, path, identity, body):
+        self.path = path
+        self.identity = identity  # (mtime, size, inode): what tells us the file changed
+        self.body = body
+        self.second = None  # the clock second the heads below were built in
+        self.heads = {}  # keep_alive -> response head, Date included
+
+    def response(self, request, keep_alive):
+        head = self.heads.get(keep_alive)
+        if head is None:
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
+        return head if request.method == "HEAD" else head + self.body
+
+
+class FileCache:
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
+
+    Answering from scratch maps the path (realpath stats every folder on the
+    way), opens, reads and closes the file and formats the head: most of
+    what a request costs.  An entry is trusted for the rest of the clock
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
+    """
+
+    def __init__(self):
+        self.entries = {}  # request target -> CachedFile
+
+    def lookup(self, target, docroot):
+        """The CachedFile for target, or None for a file too large to keep.
+
+        Raises HTTPError as translate_path() and open_file() do.
+        """
+        second = int(time.time())
+        entry = self.entries.get(target)
+        if entry is not None and entry.second == second:
+            return entry
+        path = translate_path(target, docroot)
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > SMALL_FILE:
+                self.entries.pop(target, None)
+                return None
+            identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if entry is None or entry.path != path or entry.identity != identity:
+                entry = CachedFile(path, identity, file.read(info.st_size))
+                self.entries.pop(target, None)
+                if len(self.entries) >= CACHE_ENTRIES:
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
+                self.entries[target] = entry
+        entry.second = second
+        entry.heads = {}
+        return entry
+
+
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
+
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
+
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
+
+
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
+    if not os.path.isdir(args.directory):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
+    try:
+        listener = open_listener(args.bind, args.port)
+    except OSError as error:
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:  # from the moment the line below is out, Ctrl+C may come
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            serve_forever(listener, site)
+        except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
+
+
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "blocking connection" =======================================================
+# Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 class ClientGaveUp(Exception):
     """The client closed or went quiet before finishing its request."""
 
 
-def receive_head(client, buffer, deadline):
+class TimedOut(Exception):
+    """The connection's time ran out while we waited for the client."""
+
+
+class Deadline:
+    """A connection's timeout, as the socket's own timeout on each call that waits.
+
+    restart() gives the client `seconds` from now; each receive then waits at
+    most what is left.  Lesson 11 replaces this with one timer per connection.
+    """
+
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+
+    def restart(self):
+        self.expires = time.monotonic() + self.seconds
+        self.client.settimeout(self.seconds)  # sendall: the whole answer, within the time
+
+    def before_receive(self):
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut()
+        self.client.settimeout(remaining)
+
+    def before_stream(self):
+        """A large file may rightly take longer: bound each wait instead."""
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def receive_head(client, buffer, timer):
     """Read from client into buffer until a whole head has arrived.
 
     Returns the head (without the blank line) and leaves whatever follows it
@@ -372,25 +773,22 @@ def receive_head(client, buffer, deadline):
     """
     while True:
         end = HEAD_END.search(buffer)
-        check_head_limits(buffer)
         if end:
             head = bytes(buffer[:end.start()])
             del buffer[:end.end()]
             return head
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ClientGaveUp("timed out" if buffer else "idle")
-        client.settimeout(remaining)
+        check_head_limits(buffer)  # caps what an unfinished head makes us buffer
         try:
+            timer.before_receive()
             chunk = client.recv(65536)
-        except socket.timeout:
+        except (TimedOut, socket.timeout):
             raise ClientGaveUp("timed out" if buffer else "idle") from None
         if not chunk:
             raise ClientGaveUp("closed")
         buffer += chunk
 
 
-def discard_body(client, buffer, length, deadline):
+def discard_body(client, buffer, length, timer):
     """Read and drop a request body we do not use.
 
     If we closed with unread bytes in the receive queue, the kernel would
@@ -400,7 +798,7 @@ def discard_body(client, buffer, length, deadline):
     del buffer[:skipped]
     length -= skipped
     while length > 0:
-        client.settimeout(max(deadline - time.monotonic(), 0.001))
+        timer.before_receive()
         chunk = client.recv(min(length, 65536))
         if not chunk:
             raise ClientGaveUp("closed")
@@ -428,101 +826,91 @@ def close_gracefully(client):
         pass
 
 
-def wants_keep_alive(request):
-    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower()
-               for option in request.headers.get("connection", "").split(",")}
-    if request.version >= (1, 1):
-        return "close" not in options
-    return "keep-alive" in options
+def send_all(client, data):
+    """client.sendall(data), for less: one send() nearly always takes it all.
 
-
-def send_file(client, file, head, size, method):
-    """Send the head, then size bytes of the file; return how many body bytes went.
-
-    A small file is read and leaves in one sendall with its head.  A large
-    one is never read into memory: socket.sendfile asks the kernel to copy
-    it from the page cache straight into the socket.
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
     """
-    if method == "HEAD":
-        client.sendall(head)
-        return 0
-    if size <= SMALL_FILE:
-        body = file.read(size)
-        client.sendall(head + body)
-        sent = len(body)
-    else:
-        client.sendall(head)
-        sent = client.sendfile(file, 0, size)
-    if sent != size:
+    sent = client.send(data)
+    if sent < len(data):
+        client.sendall(memoryview(data)[sent:])
+
+
+def send_answer(client, answer, timer):
+    """Send an Answer: its bytes in one call, then its large file, if any.
+
+    A small file leaves with its head in one send (two writes would meet
+    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
+    is never read into memory: socket.sendfile() has the kernel copy it from
+    the page cache into the socket.
+    """
+    if answer.file is None:
+        send_all(client, answer.data)
+        return
+    with answer.file:
+        timer.before_stream()
+        try:
+            client.sendall(answer.data)
+            sent = client.sendfile(answer.file, 0, answer.body_size)
+        finally:
+            timer.after_stream()
+    if sent != answer.body_size:
         # The file shrank while we sent it.  The client waits for the bytes
         # Content-Length promised; only closing tells it they will not come.
-        raise OSError("%s changed while it was being sent" % file.name)
-    return sent
+        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
 
 
-def serve_connection(client, address, docroot, timeout):
-    """Serve requests on this connection until the client or an error ends it."""
-    # Nagle's algorithm holds a small segment back until the previous one is
-    # acknowledged, and the client delays its ACK by up to 40 ms hoping to
-    # piggyback it: a response sent in two writes would wait that long.
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not)."""
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buffer = bytearray()  # bytes after the current request: pipelined requests
-    keep_alive = True
-    while keep_alive:
-        deadline = time.monotonic() + timeout  # idle limit, then the limit for the head
+    wanted = True
+    while wanted:
+        timer.restart()  # the idle limit, then the limit for the head
         request = None
         try:
-            head = receive_head(client, buffer, deadline)
-            request = parse_request_head(head)
-            discard_body(client, buffer, body_length(request), deadline)
-            if request.method not in ("GET", "HEAD"):
-                if request.method in KNOWN_METHODS:
-                    raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                                    "This server only reads files: use GET or HEAD.",
-                                    [("Allow", ALLOWED_METHODS)])
-                raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-            path = translate_path(request.target, docroot)
-            keep_alive = wants_keep_alive(request)
-            with open(path, "rb") as file:
-                info = os.fstat(file.fileno())
-                head = response_head(HTTPStatus.OK, [
-                    ("Content-Type", content_type(path)),
-                    ("Content-Length", info.st_size),
-                    ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-                    ("Connection", "keep-alive" if keep_alive else "close")])
-                client.settimeout(timeout)
-                sent = send_file(client, file, head, info.st_size, request.method)
-            log(address, request.request_line, HTTPStatus.OK, sent)
+            head = receive_head(client, buffer, timer)
+            request, length, wanted = parse_head(head)
+            discard_body(client, buffer, length, timer)
         except HTTPError as error:
-            client.settimeout(timeout)
-            method = request.method if request else "GET"
-            client.sendall(error_response(error, method))
-            log(address, request.request_line if request else "-", error.status, 0)
-            break  # after an error we cannot trust where the next request starts
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            wanted = False
         except ClientGaveUp as reason:
-            if str(reason) == "timed out":  # it sent part of a request, then stalled
-                client.sendall(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                                        "The request took too long to arrive.")))
-            log(address, "- (client %s)" % reason, None, 0)
-            return
-    close_gracefully(client)
+            if str(reason) != "timed out":
+                return False  # closed, or idle for --timeout: nothing to say
+            # It sent part of a request, then stalled: say so, then close.
+            request, wanted = None, False
+            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                           "The request took too long to arrive."))
+        else:
+            wanted = wanted and keep_alive
+            reply = answer(request, wanted, site)
+        timer.restart()  # the answer gets a whole timeout to leave
+        send_answer(client, reply, timer)
+        log_answer(address, request, reply)
+    return True
 
 
-def log(address, request_line, status, size):
-    """One line per request on stderr, in the spirit of http.server."""
-    when = time.strftime("%d/%b/%Y %H:%M:%S")
-    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
-          file=sys.stderr)
-
-
-def serve_client(client, address, docroot, timeout):
+def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
     """Serve one connection, then close it."""
+    site.apply()
     with client:
+        timer = timer_class(client, site.timeout)
         try:
-            serve_connection(client, address, docroot, timeout)
-        except OSError as error:  # reset, broken pipe, send timeout
+            we_end_it = serve_connection(client, address, site, keep_alive, timer)
+        except (TimedOut, socket.timeout):
+            we_end_it = False
+            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+        except OSError as error:  # reset, broken pipe
+            we_end_it = False
             log(address, "- (%s)" % error.__class__.__name__, None, 0)
+        finally:
+            timer.close()
+        if we_end_it:
+            close_gracefully(client)
 
 
 def accept(listener):
@@ -541,186 +929,7 @@ def accept(listener):
         return None
 
 
-children = set()  # pids of the children still running, for stop_children()
-
-
-def reap_children(signum, frame):
-    """SIGCHLD handler: collect every child that has ended, so none stays a zombie.
-
-    Signals do not queue: three children that end together may raise one
-    SIGCHLD.  So we loop until waitpid() says that no more have ended (pid 0)
-    or that there are no children at all (ChildProcessError).
-    """
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
-
-
-def serve_in_child(listener, client, address, docroot, timeout):
-    """The child's whole life: serve one connection, then leave with os._exit."""
-    status = 0
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # reaping is the parent's job
-        listener.close()  # only the parent accepts, and the port must not outlive it
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGCHLD})
-        serve_client(client, address, docroot, timeout)
-    except KeyboardInterrupt:
-        pass  # Ctrl+C reaches the whole process group; the parent says the one line
-    except Exception:
-        traceback.print_exc()  # a bug: show it, as an uncaught exception would
-        status = 1
-    finally:
-        # Everything below us on the stack is a copy of the parent's accept
-        # loop.  Returning would run it in the child (the source's bug), and
-        # sys.exit() would run the parent's finally blocks and atexit
-        # handlers on the way out.  os._exit() ends this process here.
-        sys.stderr.flush()
-        os._exit(status)
-
-
-def refuse_busy(client, address):
-    """Every child we allow is busy: 503 at once, then close, instead of a fork."""
-    with client:
-        try:
-            client.settimeout(1.0)  # the accepting parent must not block on one client
-            client.sendall(error_response(HTTPError(
-                HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients at once; try again in a "
-                "second.", [("Retry-After", "1")])))
-            # A lingering close, kept short because the parent accepts for
-            # everyone: closing with the client's request unread would send a
-            # RST, which can destroy the 503 before the client reads it.
-            client.shutdown(socket.SHUT_WR)
-            client.settimeout(0.05)
-            while client.recv(65536):
-                pass
-        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
-            pass
-    log(address, "- (refused: %d children busy)" % len(children),
-        HTTPStatus.SERVICE_UNAVAILABLE, 0)
-
-
-def serve_forever(listener, docroot, timeout, max_children=None):
-    signal.signal(signal.SIGCHLD, reap_children)
-    # CPython runs a Python signal handler between two bytecodes, and after
-    # an interrupted accept() has run the handlers it calls accept() again
-    # (PEP 475).  A Ctrl+C that lands while reap_children runs, after its
-    # last check for signals, is noticed only when accept() next returns:
-    # 3 times in 300 here, when a child ended just as Ctrl+C came.  So
-    # accept() gives up every ACCEPT_TIMEOUT seconds, bounding that wait.
-    listener.settimeout(ACCEPT_TIMEOUT)
-    while True:
-        try:
-            accepted = accept(listener)
-        except socket.timeout:
-            continue
-        if accepted is None:
-            continue
-        client, address = accepted
-        # children shrinks as reap_children collects those that ended, so
-        # its size is the number of children still serving.
-        if max_children is not None and len(children) >= max_children:
-            refuse_busy(client, address)
-            continue
-        # Blocked around fork(): SIGCHLD, so that reap_children cannot run
-        # for this child before we have recorded it; SIGINT, so that the
-        # child meets a Ctrl+C only inside serve_in_child's try.  The child
-        # inherits the mask, and unblocks both once it is ready.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGCHLD})
-        try:
-            pid = os.fork()
-            if pid == 0:
-                serve_in_child(listener, client, address, docroot, timeout)  # never returns
-            children.add(pid)
-        except OSError as error:  # EAGAIN: too many processes; ENOMEM
-            log(address, "- (fork failed: %s)" % error.strerror, None, 0)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGCHLD})
-        # fork() copied every descriptor: the child has its own copy of
-        # client.  A connection ends only when every copy is closed: if the
-        # parent kept its copy, a client reading until the end (HTTP/1.0,
-        # nc) would wait forever, and the parent would leak a descriptor per
-        # connection until accept() fails with "Too many open files".
-        client.close()
-
-
-def stop_children():
-    """After Ctrl+C: end and collect any child still running.
-
-    A Ctrl+C typed in the terminal reaches the children too (they share its
-    process group), but ``kill -INT <pid>`` reaches the parent alone.
-    """
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for them ourselves now
-    for pid in list(children):
-        try:
-            os.kill(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass  # it had already ended
-
-
-def open_listener(bind, port):
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR a restarted server cannot bind while old
-    # connections sit in TIME_WAIT (about a minute on Linux).
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((bind, port))
-    listener.listen(128)  # connections the kernel queues while we are busy
-    return listener
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
-    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to bind (default %(default)s)")
-    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
-                        help="folder to serve (default: the course's html/)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long a connection may stay idle (default %(default)s)")
-    parser.add_argument("--max-children", type=positive, metavar="N",
-                        help="at most N children at once; more clients get 503 (default: no "
-                             "limit)")
-    return parser.parse_args(argv)
-
-
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(text)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if not hasattr(os, "fork"):
-        sys.exit("Lesson 08 needs os.fork, which this platform lacks: "
-                 "run lesson 07 (07_static_multiprocessing.py) instead.")
-    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
-        sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
-        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
-    try:
-        listener = open_listener(args.bind, args.port)
-    except OSError as error:
-        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
-    with listener:
-        host, port = listener.getsockname()[:2]
-        url_host = "[%s]" % host if ":" in host else host
-        try:  # from the moment the line below is out, Ctrl+C may come
-            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-                  flush=True)
-            serve_forever(listener, docroot, args.timeout, args.max_children)
-        except KeyboardInterrupt:
-            stop_children()
-            print("\nKeyboard interrupt received, exiting.", flush=True)
-    return 0
+# ==== end of shared block "blocking connection" ================================================
 
 
 if __name__ == "__main__":

@@ -1,136 +1,42 @@
 #!/usr/bin/env python3
 """Lesson 09 · A static web server built on socketserver (9. Web静态服务器-多进程(集成模块 socketserver))
 
-Lessons 07 and 08 wrote the accept loop, the fork and the reaping by hand.
-The standard library's socketserver module has them already: a server
-class owns the listening socket and the loop, a request-handler class
-serves one connection, and a mixin decides where that happens -- in a
-forked child (ForkingMixIn, as in the source) or in a thread
-(ThreadingMixIn, with ``--threads``).  The two variants differ in one base
-class; see ForkingStaticServer and ThreadingStaticServer below.
+The idea: lessons 07 and 08 wrote the accept loop, the fork and the reaping
+by hand; the standard library's socketserver has them already.  A server
+class owns the loop, a request-handler class serves one connection, and a
+mixin decides where: in a forked child (ForkingMixIn, as in the source) or
+in a thread (ThreadingMixIn, ``--threads``).  The call chain is fixed and
+each class fills in one step:
 
-The classes (section 2.5)
--------------------------
-    serve                  combine                               or use
-    TCP, a process each    ForkingMixIn + TCPServer              ForkingTCPServer
-    UDP, a process each    ForkingMixIn + UDPServer              ForkingUDPServer
-    TCP, a thread each     ThreadingMixIn + TCPServer            ThreadingTCPServer
-    UDP, a thread each     ThreadingMixIn + UDPServer            ThreadingUDPServer
+    serve_forever -> _handle_request_noblock -> process_request (the mixin:
+    fork or thread) -> finish_request -> StaticRequestHandler(...).handle()
 
-with a StreamRequestHandler for TCP (a connection: ``self.rfile`` and
-``self.wfile`` wrap the socket) or a DatagramRequestHandler for UDP (one
-datagram in ``self.rfile``, the reply written to ``self.wfile``).  The
-mixin comes before the server class among the bases, so that its
-process_request() is the one that runs.  (ForkingMixIn exists only where
-os.fork does.)
+so the two servers below differ in one base class, and StaticServer, which
+comes first, changes what a web server must: max_children (40 by default:
+the 41st keep-alive client waits for one of them to leave), daemon_threads,
+and the listen() backlog (socketserver's request_queue_size is 5; the
+shared open_listener() listens with 128).
 
-Where the mixin plugs in:
-
-    serve_forever()                 loop: wait for the listening socket
-      _handle_request_noblock()       get_request(): accept()
-        process_request()             <- the mixin: ForkingMixIn forks and the
-                                         child runs the rest, then os._exit;
-                                         ThreadingMixIn starts a thread for it;
-                                         TCPServer alone runs it right here,
-                                         one client at a time, like lesson 06
-          finish_request()
-            StaticRequestHandler(...)  setup(), handle(), finish()
-          shutdown_request()          shutdown and close the connection
-      service_actions()               ForkingMixIn: reap ended children
-                                      (waitpid WNOHANG) every 0.5 s
-
-Unlike lesson 08's, ForkingMixIn's child keeps its copy of the listening
-socket; it never accepts on it, and it leaves with os._exit() all the same.
-
-Defaults a web server must change (measured on this machine, 200 clients
-connecting at once and asking for index.html):
-
-* ``request_queue_size`` (the listen() backlog) is 5.  When it is full,
-  Linux drops the handshake's last packet and the request that follows, and
-  the client sends them again later and later.  With 5: 91 clients answered,
-  the last after 33 s; the other 109 saw the connection close unanswered,
-  their request lost in the overflow until after our idle timeout.  With
-  128 (our value, and lesson 06's): all answered in 1.4 s -- one client's
-  SYN, dropped, was sent again after the kernel's 1 s timeout.
-* ``max_children`` is 40: with 40 children alive, ForkingMixIn's parent
-  waits in waitpid() for one to end, accepting nobody.  A keep-alive child
-  ends only when its client leaves or times out, so the 41st client waits
-  up to ``--timeout``: with max_children 40 (and --timeout 3), 160 answered
-  in 12 s, 40 closed unanswered.  We allow 1000.
-* ``daemon_threads`` is False: Ctrl+C would wait for every thread, and so
-  for every idle keep-alive client.  We set it.
-
-What it costs (same 200 clients): forking, 1.4 s and 450 MiB for the group
-(PSS, +2.2 MiB per child); ``--threads``, 1.1 s and 21 MiB (+50 KiB per
-thread).  About 1 s of each is one SYN dropped by the full listen queue.
-
-Persistent connections and streamed files (the same in lessons 07-11)
-----------------------------------------------------------------------
-Once a slow client no longer holds up the others, the server can afford
-what lesson 06 declined:
-
-* Persistent connections (长连接).  After a response an HTTP/1.1 connection
-  stays open unless the request said ``Connection: close``; an HTTP/1.0 one
-  closes unless it said ``Connection: keep-alive``.  serve_connection() loops
-  receive_head -> parse -> respond on one connection.  Bytes that arrive
-  after a request stay in the buffer as the start of the next one, so
-  requests a client sends without waiting for answers (pipelining) are all
-  answered, in order.  An error answer still closes the connection: after a
-  bad request we cannot know where the next one starts.
-* An idle timeout.  A kept connection that sends nothing for ``--timeout``
-  seconds (15 by default) is closed, and each request head must arrive
-  within that time too.
-* Streamed files.  Lesson 06 read each file whole; 200 clients fetching a
-  20 MiB file would have cost 4 GB.  A file over 64 KiB now goes out with
-  ``socket.sendfile``: the kernel copies it from the page cache into the
-  socket (``os.sendfile``; where that is missing, a read/send loop), and the
-  server never holds more than a buffer of it.
-* Nagle's algorithm.  A response written in two pieces -- head, then body --
-  on a kept connection meets Nagle's algorithm (a small segment waits until
-  the previous one is acknowledged) and the client's delayed ACK (it waits
-  up to 40 ms for data to piggyback on): every request after the first
-  waits ~40 ms.  Measured here (lesson 10, wrk, 10 connections, style.css):
-  head and body in two writes, 224 requests/s at a median 44 ms; the same
-  with ``TCP_NODELAY``, 4,457 at 2.0 ms; in one write, 5,073 at 1.2 ms.
-  (gevent's own pywsgi server writes head and body apart: 227 requests/s.)
-  So a small file leaves with its head in one ``sendall``, and
-  ``TCP_NODELAY`` turns Nagle off for the large ones, sent in two steps.
-* A client that leaves or resets at any moment raises OSError in the code
-  serving it, and costs nothing but its own connection.
-
-What changed from the source's code, and why
---------------------------------------------
-* Everything lesson 06 fixed: whole requests read with limits, ``sendall``,
-  safe paths, real headers, clear error answers.
-* The source's handle() is a ``while True`` loop that never checks for the
-  empty read by which recv() says the client has closed.  The next line,
-  ``request_header_lines[0]``, then raises IndexError on the empty list, so
-  every connection ends in a traceback from socketserver's handle_error()
-  (guard that line, and the loop spins on ``b""`` at 100% CPU instead).
-  Here serve_connection() returns when the client closes, handle() returns,
-  and socketserver closes the connection and ends the child.
-* The source sends ``Content-Length`` -- the first in the chapter, which is
-  what lets it keep connections open -- but ``Content-Type`` only with its
-  404, and every response in two sends.  Here: see above.
-* The settings above; and ``allow_reuse_address`` (SO_REUSEADDR) for a quick
-  restart, which lesson 06 sets by hand.
-* Lesson 08's two precautions, through socketserver's own hooks:
-  process_request() holds Ctrl+C back while the mixin forks and records
-  the child, and server_close() ends any child still running before
-  ForkingMixIn waits for them all.  Without them, a Ctrl+C that came just
-  as a client connected left that client's child running, unknown.
-* handle_error() says one line for an OSError (a fork refused: EAGAIN,
-  ENOMEM) instead of socketserver's traceback.
-* ``--threads`` shows the other mixin: no new code, a different base class.
+What changed from the source's code, and why (details on the lesson's page)
+* its handle() loops ``while True`` without checking for recv()'s empty
+  read: ``request_header_lines[0]`` then raises IndexError, and every
+  connection ends in a traceback -> serve_connection() returns when the
+  client closes;
+* Content-Type only with its 404, each response in two sends -> see the
+  shared blocks;
+* lesson 08's two precautions through socketserver's hooks:
+  process_request() holds Ctrl+C back while the mixin forks, server_close()
+  ends any child still running;
+* handle_error() says one line for a refused fork, not a traceback.
 
 Try it
 ------
-    python lessons/09_static_socketserver.py              # ForkingMixIn
-    python lessons/09_static_socketserver.py --threads    # ThreadingMixIn
-    for i in $(seq 50); do nc 127.0.0.1 7890 & done       # 50 idle clients, then:
-    curl http://127.0.0.1:7890/                           # still answered
-Then delete ``self.max_children = MAX_CHILDREN`` and try again: curl waits
-until one of the idle clients times out, 15 s later.
+    python3 lessons/09_static_socketserver.py              # ForkingMixIn
+    python3 lessons/09_static_socketserver.py --threads    # ThreadingMixIn
+    ss -ltn 'sport = :7890'    # Recv-Q: connections waiting for accept()
+    nstat -az TcpExtListenOverflows     # SYNs dropped by a full listen queue
+Then set ``max_children = 2``, hold three connections open with
+``python3 lessons/01_server_overview.py client 127.0.0.1 7890``, and curl.
 
 Exercise
 --------
@@ -139,11 +45,20 @@ answered ``206 Partial Content`` with ``Content-Range: bytes a-b/size`` and
 exactly those bytes; 200 responses carry ``Accept-Ranges: bytes``; an
 unsatisfiable range is answered ``416`` with ``Content-Range: bytes */size``;
 a malformed or multi-range header may be ignored (a full 200).  Grade it
-with ``python -m pytest tests/exercises -k 09``.
+with ``python3 -m pytest tests/exercises --submission my_answers -k 09``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/09_static_socketserver.html
+
+Solved here: byte_range() reads the Range header and part_answer() builds
+the 206 (or raises 416), both below add_arguments().  The shared blocks
+change where they must: file_head() adds Accept-Ranges, answer() asks
+part_answer() first, and an Answer carries the offset its file is sent from.
 """
 
 import argparse
 import email.utils
+import errno
+import functools
 import html
 import mimetypes
 import os
@@ -152,13 +67,199 @@ import signal
 import socket
 import socketserver
 import sys
+import threading
 import time
 import urllib.parse
 from http import HTTPStatus
 
+SERVER_NAME = "CourseServer/09-socketserver"
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+
+
+def serve_forever(listener, site):
+    server_class = ThreadingStaticServer if site.options.threads else ForkingStaticServer
+    with server_class(listener, site) as server:  # server_close() collects the children
+        server.serve_forever()
+
+
+class StaticRequestHandler(socketserver.StreamRequestHandler):
+    """socketserver makes one per connection and calls handle(), in a child or a thread."""
+
+    def handle(self):
+        allow_signals()  # a forked child inherits process_request's hold
+        # self.request is the accepted socket.  StreamRequestHandler also
+        # wraps it in self.rfile and self.wfile; we keep to the socket, for
+        # our limits on reading and for sendfile.  When handle() returns,
+        # socketserver closes the connection (and a forked child exits).
+        serve_client(self.request, self.client_address, self.server.site)
+
+
+class StaticServer:
+    """What a web server changes in socketserver's classes: the first base class."""
+
+    # ForkingMixIn: with max_children alive (default 40) the parent *blocks*
+    # in waitpid() until one ends, and accepts nobody meanwhile.
+    max_children = 1000
+    # ThreadingMixIn: daemon threads, so that Ctrl+C does not wait for idle
+    # keep-alive connections to time out.
+    daemon_threads = True
+
+    def __init__(self, listener, site):
+        # TCPServer would bind and listen itself (server_bind, server_activate);
+        # the shared main has done it, with SO_REUSEADDR and a backlog of 128.
+        super().__init__(listener.getsockname(), StaticRequestHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.site = site
+
+    def process_request(self, request, client_address):
+        # Lesson 08's precaution: a Ctrl+C that struck between ForkingMixIn's
+        # fork() and its recording of the child's pid would leave a child
+        # that nobody knows of.  Held back, it strikes once the mixin is done.
+        hold_signals()
+        try:
+            super().process_request(request, client_address)
+        finally:
+            allow_signals()
+
+    def server_close(self):
+        # Lesson 08's other precaution: end any child still running before
+        # ForkingMixIn waits for them all.
+        stop_children(getattr(self, "active_children", None) or ())
+        super().server_close()
+
+    def handle_error(self, request, client_address):
+        # socketserver prints a traceback for an exception while it processes
+        # a connection.  An OSError here is the system refusing a fork
+        # (EAGAIN: too many processes; ENOMEM): one line.
+        if isinstance(sys.exc_info()[1], OSError):
+            log(client_address, "- (%s)" % sys.exc_info()[1], None, 0)
+        else:
+            super().handle_error(request, client_address)
+
+
+# The source wrote ``class WSGIServer(ForkingMixIn, TCPServer)``; StaticServer
+# comes first, so that its settings and hooks take precedence over the mixin's.
+if hasattr(socketserver, "ForkingMixIn"):  # POSIX only: Windows has no fork
+    class ForkingStaticServer(StaticServer, socketserver.ForkingMixIn, socketserver.TCPServer):
+        pass
+
+
+class ThreadingStaticServer(StaticServer, socketserver.ThreadingMixIn, socketserver.TCPServer):
+    pass
+
+
+def stop_children(pids):
+    """End any child still running: one born just after Ctrl+C never got it."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for them ourselves now
+    for pid in list(pids):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # it had already ended
+
+
+HELD_SIGNALS = {signal.SIGINT}  # while the mixin forks and records the child
+
+
+def hold_signals():
+    """Block HELD_SIGNALS in this thread: one that comes now waits, pending."""
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; Windows has no signal masks
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
+def allow_signals():
+    """Unblock them: a signal held back meanwhile is delivered now."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+
+
+BYTE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # 18 digits: any real file size
+
+
+def byte_range(header, size):
+    """The (first, last) byte positions a Range header asks for, or None for the whole file.
+
+    Raises HTTPError 416 for a range that lies beyond the file.  One range
+    only: a malformed or multi-range header is ignored and the whole file
+    sent, which RFC 9110 §14.2 allows.
+    """
+    match = BYTE_RANGE.fullmatch(header.strip())
+    if not match or match[1] == match[2] == "":
+        return None
+    first, last = match[1], match[2]
+    if first == "":  # bytes=-n: the last n bytes
+        first, last = max(size - int(last), 0), size - 1
+        if int(match[2]) == 0:
+            first = size  # zero bytes from the end: nothing to send
+    else:
+        first, last = int(first), min(int(last), size - 1) if last else size - 1
+        if last < first and first < size:
+            return None  # "bytes=9-3" is invalid, not unsatisfiable: ignore it
+    if first >= size:
+        raise HTTPError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                        "The file has %d bytes; that range lies beyond them." % size,
+                        [("Content-Range", "bytes */%d" % size)])
+    return first, last
+
+
+def part_answer(request, keep_alive, site):
+    """The 206 Answer to a GET with a Range header, or None: send the whole file.
+
+    Only GET has ranges (RFC 9110 §14.2); HEAD describes the whole file.
+    Not cached: the file cache keeps whole small files, and parts are rare.
+    """
+    if request.method != "GET" or "range" not in request.headers:
+        return None
+    path = translate_path(request.target, site.docroot)
+    file = open_file(path)
+    try:
+        info = os.fstat(file.fileno())
+        wanted = byte_range(request.headers["range"], info.st_size)
+        if wanted is None:
+            file.close()
+            return None
+        first, last = wanted
+        size = last - first + 1
+        head = response_head(HTTPStatus.PARTIAL_CONTENT, [
+            ("Content-Type", content_type(path)),
+            ("Content-Length", size),
+            ("Content-Range", "bytes %d-%d/%d" % (first, last, info.st_size)),
+            ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
+            ("Connection", "keep-alive" if keep_alive else "close")])
+        if size > SMALL_FILE:  # streamed with sendfile from byte `first`, as a large file
+            return Answer(head, HTTPStatus.PARTIAL_CONTENT, size, file, offset=first)
+        with file:
+            file.seek(first)
+            body = file.read(size)
+    except BaseException:
+        file.close()
+        raise
+    if len(body) != size:
+        raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                        [("Retry-After", "1")])
+    return Answer(head + body, HTTPStatus.PARTIAL_CONTENT, size)
+
+
+def add_arguments(parser):
+    parser.add_argument("--threads", action="store_true",
+                        help="a thread per connection (ThreadingMixIn) instead of a process "
+                             "(ForkingMixIn)")
+
+
+def prepare(args):
+    if not args.threads and not hasattr(os, "fork"):
+        sys.exit("Lesson 09 needs os.fork, which this platform lacks: "
+                 "add --threads, or run lesson 07 (07_static_multiprocessing.py) instead.")
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/09-socketserver"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -167,9 +268,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
-SMALL_FILE = 64 * 1024  # up to this size a file is read and sent with its head in one call
-MAX_CHILDREN = 1000  # ForkingMixIn's limit on children alive at once (its default: 40)
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
+MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -183,6 +284,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -209,9 +315,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -289,6 +393,45 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
@@ -349,36 +492,317 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
+def http_date(cached=[None, ""]):
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
+    second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
+    if cached[0] != second:
+        cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return cached[1]
+
+
 def response_head(status, headers):
     lines = ["HTTP/1.1 %d %s" % (status, status.phrase),
-             "Date: " + email.utils.formatdate(usegmt=True),
+             "Date: " + http_date(),
              "Server: " + SERVER_NAME]
     lines += ["%s: %s" % header for header in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Accept-Ranges", "bytes"),  # the exercise: "you may ask for a part"
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-# ---------------------------------------------------------------------------
-# The socket side: serve one connection, request after request.
-# ---------------------------------------------------------------------------
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None, offset=0):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
+        self.offset = offset  # the exercise: where in the file the body starts
+
+
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
+
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
+    """
+    try:
+        check_method(request)
+        part = part_answer(request, keep_alive, site)  # the exercise: a Range
+        if part is not None:
+            return part
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
+
+
+class CachedFile:
+    """A small file's body and the heads built for it in the current second."""
+
+    def __init__(self, path, identity, body):
+        self.path = path
+        self.identity = identity  # (mtime, size, inode): what tells us the file changed
+        self.body = body
+        self.second = None  # the clock second the heads below were built in
+        self.heads = {}  # keep_alive -> response head, Date included
+
+    def response(self, request, keep_alive):
+        head = self.heads.get(keep_alive)
+        if head is None:
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
+        return head if request.method == "HEAD" else head + self.body
+
+
+class FileCache:
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
+
+    Answering from scratch maps the path (realpath stats every folder on the
+    way), opens, reads and closes the file and formats the head: most of
+    what a request costs.  An entry is trusted for the rest of the clock
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
+    """
+
+    def __init__(self):
+        self.entries = {}  # request target -> CachedFile
+
+    def lookup(self, target, docroot):
+        """The CachedFile for target, or None for a file too large to keep.
+
+        Raises HTTPError as translate_path() and open_file() do.
+        """
+        second = int(time.time())
+        entry = self.entries.get(target)
+        if entry is not None and entry.second == second:
+            return entry
+        path = translate_path(target, docroot)
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > SMALL_FILE:
+                self.entries.pop(target, None)
+                return None
+            identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if entry is None or entry.path != path or entry.identity != identity:
+                entry = CachedFile(path, identity, file.read(info.st_size))
+                self.entries.pop(target, None)
+                if len(self.entries) >= CACHE_ENTRIES:
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
+                self.entries[target] = entry
+        entry.second = second
+        entry.heads = {}
+        return entry
+
+
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
+
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
+
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
+
+
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
+    if not os.path.isdir(args.directory):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
+    try:
+        listener = open_listener(args.bind, args.port)
+    except OSError as error:
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:  # from the moment the line below is out, Ctrl+C may come
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            serve_forever(listener, site)
+        except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
+
+
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "blocking connection" =======================================================
+# Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 class ClientGaveUp(Exception):
     """The client closed or went quiet before finishing its request."""
 
 
-def receive_head(client, buffer, deadline):
+class TimedOut(Exception):
+    """The connection's time ran out while we waited for the client."""
+
+
+class Deadline:
+    """A connection's timeout, as the socket's own timeout on each call that waits.
+
+    restart() gives the client `seconds` from now; each receive then waits at
+    most what is left.  Lesson 11 replaces this with one timer per connection.
+    """
+
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+
+    def restart(self):
+        self.expires = time.monotonic() + self.seconds
+        self.client.settimeout(self.seconds)  # sendall: the whole answer, within the time
+
+    def before_receive(self):
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut()
+        self.client.settimeout(remaining)
+
+    def before_stream(self):
+        """A large file may rightly take longer: bound each wait instead."""
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def receive_head(client, buffer, timer):
     """Read from client into buffer until a whole head has arrived.
 
     Returns the head (without the blank line) and leaves whatever follows it
@@ -387,25 +811,22 @@ def receive_head(client, buffer, deadline):
     """
     while True:
         end = HEAD_END.search(buffer)
-        check_head_limits(buffer)
         if end:
             head = bytes(buffer[:end.start()])
             del buffer[:end.end()]
             return head
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ClientGaveUp("timed out" if buffer else "idle")
-        client.settimeout(remaining)
+        check_head_limits(buffer)  # caps what an unfinished head makes us buffer
         try:
+            timer.before_receive()
             chunk = client.recv(65536)
-        except socket.timeout:
+        except (TimedOut, socket.timeout):
             raise ClientGaveUp("timed out" if buffer else "idle") from None
         if not chunk:
             raise ClientGaveUp("closed")
         buffer += chunk
 
 
-def discard_body(client, buffer, length, deadline):
+def discard_body(client, buffer, length, timer):
     """Read and drop a request body we do not use.
 
     If we closed with unread bytes in the receive queue, the kernel would
@@ -415,7 +836,7 @@ def discard_body(client, buffer, length, deadline):
     del buffer[:skipped]
     length -= skipped
     while length > 0:
-        client.settimeout(max(deadline - time.monotonic(), 0.001))
+        timer.before_receive()
         chunk = client.recv(min(length, 65536))
         if not chunk:
             raise ClientGaveUp("closed")
@@ -443,277 +864,110 @@ def close_gracefully(client):
         pass
 
 
-def wants_keep_alive(request):
-    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower()
-               for option in request.headers.get("connection", "").split(",")}
-    if request.version >= (1, 1):
-        return "close" not in options
-    return "keep-alive" in options
+def send_all(client, data):
+    """client.sendall(data), for less: one send() nearly always takes it all.
 
-
-BYTE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # 18 digits: any real file size
-
-
-def byte_range(header, size):
-    """The (first, last) byte positions a Range header asks for, or None for the whole file.
-
-    Raises HTTPError 416 for a range that lies beyond the file.  One range
-    only: a malformed or multi-range header is ignored and the whole file
-    sent, which RFC 9110 §14.2 allows.
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
     """
-    match = BYTE_RANGE.fullmatch((header or "").strip())
-    if not match or match[1] == match[2] == "":
-        return None
-    first, last = match[1], match[2]
-    if first == "":  # bytes=-n: the last n bytes
-        first, last = max(size - int(last), 0), size - 1
-        if int(match[2]) == 0:
-            first = size  # zero bytes from the end: nothing to send
-    else:
-        first, last = int(first), min(int(last), size - 1) if last else size - 1
-        if last < first and first < size:
-            return None  # "bytes=9-3" is invalid, not unsatisfiable: ignore it
-    if first >= size:
-        raise HTTPError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-                        "The file has %d bytes; that range lies beyond them." % size,
-                        [("Content-Range", "bytes */%d" % size)])
-    return first, last
+    sent = client.send(data)
+    if sent < len(data):
+        client.sendall(memoryview(data)[sent:])
 
 
-def send_file(client, file, head, size, method, offset=0):
-    """Send the head, then size bytes of the file from offset; return how many body bytes went.
+def send_answer(client, answer, timer):
+    """Send an Answer: its bytes in one call, then its large file, if any.
 
-    A small file is read and leaves in one sendall with its head.  A large
-    one is never read into memory: socket.sendfile asks the kernel to copy
-    it from the page cache straight into the socket.
+    A small file leaves with its head in one send (two writes would meet
+    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
+    is never read into memory: socket.sendfile() has the kernel copy it from
+    the page cache into the socket.
     """
-    if method == "HEAD":
-        client.sendall(head)
-        return 0
-    if size <= SMALL_FILE:
-        file.seek(offset)
-        body = file.read(size)
-        client.sendall(head + body)
-        sent = len(body)
-    else:
-        client.sendall(head)
-        sent = client.sendfile(file, offset, size)
-    if sent != size:
+    if answer.file is None:
+        send_all(client, answer.data)
+        return
+    with answer.file:
+        timer.before_stream()
+        try:
+            client.sendall(answer.data)
+            sent = client.sendfile(answer.file, answer.offset, answer.body_size)
+        finally:
+            timer.after_stream()
+    if sent != answer.body_size:
         # The file shrank while we sent it.  The client waits for the bytes
         # Content-Length promised; only closing tells it they will not come.
-        raise OSError("%s changed while it was being sent" % file.name)
-    return sent
+        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
 
 
-def serve_connection(client, address, docroot, timeout):
-    """Serve requests on this connection until the client or an error ends it."""
-    # Nagle's algorithm holds a small segment back until the previous one is
-    # acknowledged, and the client delays its ACK by up to 40 ms hoping to
-    # piggyback it: a response sent in two writes would wait that long.
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not)."""
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buffer = bytearray()  # bytes after the current request: pipelined requests
-    keep_alive = True
-    while keep_alive:
-        deadline = time.monotonic() + timeout  # idle limit, then the limit for the head
+    wanted = True
+    while wanted:
+        timer.restart()  # the idle limit, then the limit for the head
         request = None
         try:
-            head = receive_head(client, buffer, deadline)
-            request = parse_request_head(head)
-            discard_body(client, buffer, body_length(request), deadline)
-            if request.method not in ("GET", "HEAD"):
-                if request.method in KNOWN_METHODS:
-                    raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                                    "This server only reads files: use GET or HEAD.",
-                                    [("Allow", ALLOWED_METHODS)])
-                raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-            path = translate_path(request.target, docroot)
-            keep_alive = wants_keep_alive(request)
-            with open(path, "rb") as file:
-                info = os.fstat(file.fileno())
-                # Only GET has ranges (RFC 9110 §14.2); HEAD describes the whole file.
-                wanted = byte_range(request.headers.get("range"), info.st_size) \
-                    if request.method == "GET" else None
-                if wanted:
-                    status, (first, last) = HTTPStatus.PARTIAL_CONTENT, wanted
-                    part = [("Content-Range", "bytes %d-%d/%d" % (first, last, info.st_size))]
-                else:
-                    status, first, last = HTTPStatus.OK, 0, info.st_size - 1
-                    part = [("Accept-Ranges", "bytes")]  # "you may ask for a part"
-                head = response_head(status, [
-                    ("Content-Type", content_type(path)),
-                    ("Content-Length", last - first + 1), *part,
-                    ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-                    ("Connection", "keep-alive" if keep_alive else "close")])
-                client.settimeout(timeout)
-                sent = send_file(client, file, head, last - first + 1, request.method, first)
-            log(address, request.request_line, status, sent)
+            head = receive_head(client, buffer, timer)
+            request, length, wanted = parse_head(head)
+            discard_body(client, buffer, length, timer)
         except HTTPError as error:
-            client.settimeout(timeout)
-            method = request.method if request else "GET"
-            client.sendall(error_response(error, method))
-            log(address, request.request_line if request else "-", error.status, 0)
-            break  # after an error we cannot trust where the next request starts
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            wanted = False
         except ClientGaveUp as reason:
-            if str(reason) == "timed out":  # it sent part of a request, then stalled
-                client.sendall(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                                        "The request took too long to arrive.")))
-            log(address, "- (client %s)" % reason, None, 0)
-            return
-    close_gracefully(client)
-
-
-def log(address, request_line, status, size):
-    """One line per request on stderr, in the spirit of http.server."""
-    when = time.strftime("%d/%b/%Y %H:%M:%S")
-    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
-          file=sys.stderr)
-
-
-def serve_client(client, address, docroot, timeout):
-    """Serve one connection, then close it: called by StaticRequestHandler.handle."""
-    with client:
-        try:
-            serve_connection(client, address, docroot, timeout)
-        except OSError as error:  # reset, broken pipe, send timeout
-            log(address, "- (%s)" % error.__class__.__name__, None, 0)
-
-
-def hold_ctrl_c():
-    """Block SIGINT in this thread: a Ctrl+C now waits, pending, instead of striking."""
-    if hasattr(signal, "pthread_sigmask"):  # POSIX; Windows has no signal masks
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def allow_ctrl_c():
-    """Unblock SIGINT: a Ctrl+C held back meanwhile is delivered now."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-class StaticRequestHandler(socketserver.StreamRequestHandler):
-    """socketserver makes one per connection and calls handle(), in a child or a thread."""
-
-    def handle(self):
-        allow_ctrl_c()  # a forked child inherits process_request's hold
-        # self.request is the accepted socket.  StreamRequestHandler also
-        # wraps it in self.rfile and self.wfile; we keep to the socket, for
-        # our limits on reading and for sendfile.  When handle() returns,
-        # socketserver closes the connection (and a forked child exits).
-        serve_client(self.request, self.client_address, self.server.docroot,
-                     self.server.idle_timeout)
-
-
-class StaticServer:
-    """What a web server changes in socketserver's classes: the first base class."""
-
-    allow_reuse_address = True  # SO_REUSEADDR, as lesson 06 sets by hand
-    # The listen() backlog.  TCPServer's default is 5: when 5 connections
-    # wait to be accepted, Linux drops the next SYNs, and those clients try
-    # again after 1 s, 3 s, 7 s...
-    request_queue_size = 128
-    # ForkingMixIn: with max_children alive (default 40) the parent *blocks*
-    # in waitpid() until one ends, and accepts nobody meanwhile.
-    max_children = MAX_CHILDREN
-    # ThreadingMixIn: daemon threads, so that Ctrl+C does not wait for idle
-    # keep-alive connections to time out.
-    daemon_threads = True
-
-    def __init__(self, address, docroot, timeout):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.docroot = docroot
-        self.idle_timeout = timeout
-        super().__init__(address, StaticRequestHandler)
-
-    def process_request(self, request, client_address):
-        # Lesson 08's precaution: a Ctrl+C that struck between ForkingMixIn's
-        # fork() and its recording of the child's pid would leave a child
-        # that nobody knows of -- and that, born just after the Ctrl+C, never
-        # got it.  Held back, it strikes once the mixin is done.
-        hold_ctrl_c()
-        try:
-            super().process_request(request, client_address)
-        finally:
-            allow_ctrl_c()
-
-    def server_close(self):
-        # Lesson 08's other precaution: end any child still running (one
-        # born just after Ctrl+C, or any child when the parent alone was
-        # interrupted) before ForkingMixIn waits for them all.
-        for pid in getattr(self, "active_children", None) or ():
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass  # it had already ended
-        super().server_close()
-
-    def handle_error(self, request, client_address):
-        # socketserver calls this for an exception while it processes a
-        # connection, and prints a traceback.  An OSError here is the system
-        # refusing a fork (EAGAIN: too many processes; ENOMEM): one line.
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            log(client_address, "- (%s)" % error, None, 0)
+            if str(reason) != "timed out":
+                return False  # closed, or idle for --timeout: nothing to say
+            # It sent part of a request, then stalled: say so, then close.
+            request, wanted = None, False
+            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                           "The request took too long to arrive."))
         else:
-            super().handle_error(request, client_address)
+            wanted = wanted and keep_alive
+            reply = answer(request, wanted, site)
+        timer.restart()  # the answer gets a whole timeout to leave
+        send_answer(client, reply, timer)
+        log_answer(address, request, reply)
+    return True
 
 
-# The two servers differ in one base class: the mixin, which overrides
-# process_request(), the step of serve_forever() -> _handle_request_noblock()
-# -> process_request() -> finish_request() -> StaticRequestHandler(...).handle()
-# that decides where a connection is served.  The source wrote
-# ``class WSGIServer(ForkingMixIn, TCPServer)``; StaticServer comes first, so
-# that its settings and hooks take precedence over the mixin's.
-if hasattr(socketserver, "ForkingMixIn"):  # POSIX only: Windows has no fork
-    class ForkingStaticServer(StaticServer, socketserver.ForkingMixIn, socketserver.TCPServer):
-        pass
+def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
+    """Serve one connection, then close it."""
+    site.apply()
+    with client:
+        timer = timer_class(client, site.timeout)
+        try:
+            we_end_it = serve_connection(client, address, site, keep_alive, timer)
+        except (TimedOut, socket.timeout):
+            we_end_it = False
+            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+        except OSError as error:  # reset, broken pipe
+            we_end_it = False
+            log(address, "- (%s)" % error.__class__.__name__, None, 0)
+        finally:
+            timer.close()
+        if we_end_it:
+            close_gracefully(client)
 
 
-class ThreadingStaticServer(StaticServer, socketserver.ThreadingMixIn, socketserver.TCPServer):
-    pass
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
-    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to bind (default %(default)s)")
-    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
-                        help="folder to serve (default: the course's html/)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long a connection may stay idle (default %(default)s)")
-    parser.add_argument("--threads", action="store_true",
-                        help="a thread per connection (ThreadingMixIn) instead of a process "
-                             "(ForkingMixIn)")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
-        sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
-        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
-    if not args.threads and not hasattr(socketserver, "ForkingMixIn"):
-        sys.exit("Forking needs os.fork, which this platform lacks: "
-                 "add --threads, or run lesson 07 (07_static_multiprocessing.py).")
-    server_class = ThreadingStaticServer if args.threads else ForkingStaticServer
+def accept(listener):
+    """The next connection, or None if it could not be taken just now."""
     try:
-        server = server_class((args.bind, args.port), docroot, args.timeout)
+        return listener.accept()
+    except (ConnectionAbortedError, InterruptedError):
+        return None  # the client left before we accepted it
     except OSError as error:
-        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
-    with server:  # on the way out, server_close() also collects the children
-        host, port = server.server_address[:2]
-        url_host = "[%s]" % host if ":" in host else host
-        try:  # from the moment the line below is out, Ctrl+C may come
-            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-                  flush=True)
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("\nKeyboard interrupt received, exiting.", flush=True)
-    return 0
+        if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            raise
+        # Out of descriptors or memory: the connection stays queued in the
+        # kernel, and the next accept would fail at once.  Pause, don't spin.
+        log(("-",), "- (accept: %s)" % error.strerror, None, 0)
+        time.sleep(0.1)
+        return None
+
+
+# ==== end of shared block "blocking connection" ================================================
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ SOLUTION_CHANGES = {
         "lists it",
     ("solutions/07_static_multiprocessing.py", "http"):
         "every answer names its worker: response_head() adds X-Worker-PID",
+    ("solutions/09_static_socketserver.py", "http"):
+        "Range requests: file_head() adds Accept-Ranges, answer() asks part_answer() first, "
+        "an Answer carries its file's offset",
+    ("solutions/09_static_socketserver.py", "blocking connection"):
+        "Range requests: send_answer() streams a file from the Answer's offset",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

@@ -1,115 +1,40 @@
 #!/usr/bin/env python3
 """Lesson 10 · A static web server with a thread per client (10. Web静态服务器-多线程(threading))
 
-Lesson 07's process per client, made cheaper: a thread per client.  The
-threads of a process share its memory and its descriptors, so there is
-nothing to copy, no second copy of a socket to close, no child to reap.
-The price is the sharing itself: two threads that change one object at
-once can corrupt it, so shared state needs a lock.  Here the shared state
-is the access log, whose lines are now numbered.
+The idea: lesson 07's process per client, made cheaper -- a thread per
+client.  Threads share their process's memory and descriptors, so there is
+nothing to copy, no second copy of a socket to close and no child to reap.
+The price is the sharing itself: two threads that change one object at once
+can corrupt it, so shared state needs a lock (同步互斥).  Here the shared
+state is a count of the connections served, reported at Ctrl+C.
 
-Threads and the GIL (section 2.3)
----------------------------------
-The source: compared with processes, threads cost less, but they need
-synchronisation (同步互斥) and are held back by the GIL -- except for network
-I/O, which still overlaps.  Why both halves are true:
+The source: threads cost less than processes but are held back by the GIL,
+except for network I/O.  Both halves are true in the standard CPython: one
+thread at a time runs Python code, and every call that waits (recv, send,
+accept, sendfile) lets go of the GIL, so threads waiting on slow clients
+overlap while the Python work does not -- one core's worth, however many
+threads.  The free-threaded build (PEP 703: python3.13t, supported from
+3.14 by PEP 779) has no GIL: there threads run Python in parallel, and
+unlocked shared state breaks far more readily.  The lesson's page measures it.
 
-* CPython's Global Interpreter Lock lets one thread at a time run Python
-  code, so two threads never compute in parallel on two cores.
-* Every call that waits -- recv, send, accept, sendfile, reading a file --
-  releases the GIL while it waits.  A web server's threads mostly wait for
-  the network, so they overlap: 199 threads wait on slow clients while one
-  parses a request.
-* The Python work itself does not overlap.  With wrk pinned to one core and
-  the server free to use the other, lesson 08's processes peaked at 11,700
-  requests/s on 1.5 cores; this lesson's threads at 6,600 on 0.9 cores --
-  one core's worth, however many threads.  (Runs on this shared machine
-  vary by a factor of two; compare within one run.)
-* Threads that want the GIL queue for it, and get it in no particular
-  order.  Python runs signal handlers only in the main thread, so Ctrl+C
-  queues too: here (server pinned to one core), when 10,000 clients gave
-  up at once, 4,300 threads were runnable and the "Keyboard interrupt"
-  line came 32 s after Ctrl+C.  A bounded pool of threads
-  (``concurrent.futures.ThreadPoolExecutor``) keeps that queue short; a
-  thread per connection, as here and in socketserver, does not.
-* The GIL does not make our code thread-safe.  ``requests_logged += 1`` is
-  three steps -- read, add, store -- and a thread switch can fall between
-  them: two threads read 7, both store 8, a request goes uncounted.
-  print() writes the text and the newline separately, so two lines can
-  mix.  log() does both under ``log_lock``; tests/test_10_static_threading.py
-  finds mixed lines as soon as the ``with log_lock:`` is removed.
-
-What it costs, measured on this machine (2 cores; 200 clients connected at
-once, each asking for index.html, all held open until the last answer):
-1.1 s, and 18 MiB of memory in all (PSS): +39 KiB per thread, against
-+2.2 MiB per forked child in lesson 08.  (About 1 s of it is one client
-whose SYN was dropped when 200 connects overflowed the 128-place listen
-queue, and sent again after the kernel's 1 s timeout.)
-
-Persistent connections and streamed files (the same in lessons 07-11)
-----------------------------------------------------------------------
-Once a slow client no longer holds up the others, the server can afford
-what lesson 06 declined:
-
-* Persistent connections (长连接).  After a response an HTTP/1.1 connection
-  stays open unless the request said ``Connection: close``; an HTTP/1.0 one
-  closes unless it said ``Connection: keep-alive``.  serve_connection() loops
-  receive_head -> parse -> respond on one connection.  Bytes that arrive
-  after a request stay in the buffer as the start of the next one, so
-  requests a client sends without waiting for answers (pipelining) are all
-  answered, in order.  An error answer still closes the connection: after a
-  bad request we cannot know where the next one starts.
-* An idle timeout.  A kept connection that sends nothing for ``--timeout``
-  seconds (15 by default) is closed, and each request head must arrive
-  within that time too.
-* Streamed files.  Lesson 06 read each file whole; 200 clients fetching a
-  20 MiB file would have cost 4 GB.  A file over 64 KiB now goes out with
-  ``socket.sendfile``: the kernel copies it from the page cache into the
-  socket (``os.sendfile``; where that is missing, a read/send loop), and the
-  server never holds more than a buffer of it.
-* Nagle's algorithm.  A response written in two pieces -- head, then body --
-  on a kept connection meets Nagle's algorithm (a small segment waits until
-  the previous one is acknowledged) and the client's delayed ACK (it waits
-  up to 40 ms for data to piggyback on): every request after the first
-  waits ~40 ms.  Measured here (lesson 10, wrk, 10 connections, style.css):
-  head and body in two writes, 224 requests/s at a median 44 ms; the same
-  with ``TCP_NODELAY``, 4,457 at 2.0 ms; in one write, 5,073 at 1.2 ms.
-  (gevent's own pywsgi server writes head and body apart: 227 requests/s.)
-  So a small file leaves with its head in one ``sendall``, and
-  ``TCP_NODELAY`` turns Nagle off for the large ones, sent in two steps.
-* A client that leaves or resets at any moment raises OSError in the code
-  serving it, and costs nothing but its own connection.
-
-What changed from the source's code, and why
---------------------------------------------
-* Everything lesson 06 fixed: whole requests read with limits, ``sendall``,
-  safe paths, real headers, clear error answers.
-* The source's comment is right: the main thread must not close the client
-  socket, because threads share the one descriptor -- the opposite of
-  lesson 07, where the parent must close its copy.  The worker closes it,
-  in serve_client(), whatever happens.
-* The source's threads are not daemon threads, and its recv() has no
-  timeout: one client that connects and says nothing blocks a thread
-  forever, and after Ctrl+C (a traceback) the interpreter waits for that
-  thread -- the server never exits.  Our threads are daemons, and every
-  wait has a timeout.
-* A daemon thread is frozen wherever it is when the process exits; one
-  frozen inside print() would make the exit a "Fatal Python error".  main()
-  takes log_lock before exiting, so none is.
-* If no thread can be started (a memory or thread limit), the connection is
-  closed and the server goes on.
-* Persistent connections, the idle timeout, streamed files and
-  ``TCP_NODELAY``: see above.
+What changed from the source's code, and why (details on the lesson's page)
+* the main thread must not close the client socket, as the source says:
+  threads share the one descriptor (unlike lesson 07's processes);
+* its threads are not daemons and its recv() has no timeout: one silent
+  client blocked a thread forever, and after Ctrl+C the interpreter waited
+  for it -> daemon threads, every wait bounded;
+* a thread that cannot be started (a thread or memory limit) -> the
+  connection is closed and the server goes on.
 
 Try it
 ------
-    python lessons/10_static_threading.py
-    for i in $(seq 50); do nc 127.0.0.1 7890 & done   # 50 idle clients...
-    ps -o nlwp -p $(pgrep -of 10_static)               # ...51 threads
-    curl http://127.0.0.1:7890/ http://127.0.0.1:7890/style.css    # log #1, #2
-Then remove ``with log_lock:`` (keep its body), and hit the server from
-many threads: ``wrk -c 50 -d 5s http://127.0.0.1:7890/`` -- and look for
-mixed lines and skipped or repeated numbers in the log.
+    python3 lessons/10_static_threading.py
+    python3 lessons/01_server_overview.py client 127.0.0.1 7890 &  # a few of these
+    ls /proc/$(pgrep -of 10_static)/task | wc -l    # one thread per connection, +1
+    py-spy dump --pid $(pgrep -of 10_static)        # where each thread waits
+Then remove ``with served_lock:`` (keep its body), serve many connections at
+once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``; count them in wrk's
+output) and compare with the count printed at Ctrl+C.
 
 Exercise
 --------
@@ -117,12 +42,22 @@ A bounded thread pool: ``--workers N [--queue M]`` starts N threads that
 serve connections taken from a queue of at most M accepted connections
 (M defaults to N).  When the queue is full, the server answers
 ``503 Service Unavailable`` with ``Retry-After: 1`` and closes the
-connection.  Grade it with ``python -m pytest tests/exercises -k 10``.
+connection.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 10``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/10_static_threading.html
+
+Solved here: with --workers, serve_forever() hands over to serve_with_pool():
+N threads started once take connections from a queue.Queue(maxsize=M), and
+when put_nowait() finds it full, refuse_busy() answers 503 on the accepting
+thread.  The shared blocks are unchanged.
 """
 
 import argparse
+import atexit
 import email.utils
 import errno
+import functools
 import html
 import mimetypes
 import os
@@ -135,9 +70,124 @@ import time
 import urllib.parse
 from http import HTTPStatus
 
+SERVER_NAME = "CourseServer/10-threading"
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+
+served_lock = threading.Lock()  # guards served
+served = 0  # connections served, by every thread: read, add and store under served_lock
+
+
+def serve_forever(listener, site):
+    atexit.register(report_served)
+    if site.options.workers:  # the exercise: a bounded pool
+        return serve_with_pool(listener, site, site.options.workers,
+                               site.options.queue or site.options.workers)
+    while True:
+        accepted = accept(listener)
+        if accepted is None:
+            continue
+        client, address = accepted
+        # One thread per connection.  The main thread must NOT close client:
+        # threads share one descriptor table, so there is only one copy, and
+        # it belongs to the worker now.  daemon=True lets Ctrl+C end the
+        # process while workers wait on idle keep-alive connections.
+        worker = threading.Thread(target=serve_and_count, args=(client, address, site),
+                                  daemon=True)
+        try:
+            worker.start()
+        except RuntimeError as error:  # "can't start new thread": a limit was reached
+            log(address, "- (no thread: %s)" % error, None, 0)
+            client.close()
+
+
+def serve_and_count(client, address, site):
+    """The body of each worker thread."""
+    global served
+    serve_client(client, address, site)
+    # "served += 1" is three steps -- read, add, store -- and another thread
+    # may run between them: both read 7, both store 8, one count is lost.
+    # The lock makes the three one.
+    with served_lock:
+        served += 1
+
+
+def serve_with_pool(listener, site, workers, queue_size):
+    """N threads, started once, serve connections taken from a bounded queue.
+
+    Unlike a thread per connection, the memory and the threads stay bounded
+    however many clients come: at most N are served and M wait; the next one
+    hears "503, come back in a second" at once instead of waiting unseen.
+    """
+    waiting = queue.Queue(maxsize=queue_size)
+
+    def work():
+        while True:
+            client, address = waiting.get()  # blocks while the queue is empty
+            serve_and_count(client, address, site)
+
+    for number in range(1, workers + 1):
+        # daemon: Ctrl+C ends the process while workers wait on idle clients.
+        threading.Thread(target=work, name="worker-%d" % number, daemon=True).start()
+    while True:
+        accepted = accept(listener)
+        if accepted is None:
+            continue
+        try:
+            waiting.put_nowait(accepted)
+        except queue.Full:
+            refuse_busy(*accepted)
+
+
+def refuse_busy(client, address):
+    """Every worker is busy and the queue is full: 503 at once, then close."""
+    with client:
+        try:
+            client.settimeout(1.0)  # the accepting thread must not block on one client
+            client.sendall(error_answer(HTTPError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Every worker is busy; try again in a second.",
+                [("Retry-After", "1")])).data)
+            # A lingering close, kept short because this thread accepts for
+            # everyone: closing with the client's request unread would send a
+            # RST, which can destroy the 503 before the client reads it.
+            client.shutdown(socket.SHUT_WR)
+            client.settimeout(0.05)
+            while client.recv(65536):
+                pass
+        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
+            pass
+    log(address, "- (refused: every worker busy, the queue full)",
+        HTTPStatus.SERVICE_UNAVAILABLE, 0)
+
+
+def report_served():
+    sys.stderr.write("Served %d connections.\n" % served)
+
+
+def add_arguments(parser):
+    parser.add_argument("--workers", type=positive, metavar="N",
+                        help="serve with a pool of N threads (default: a thread per connection)")
+    parser.add_argument("--queue", type=positive, metavar="M",
+                        help="with --workers: how many accepted connections may wait "
+                             "(default N); more get 503")
+
+
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
+
+
+def prepare(args):
+    if args.queue is not None and args.workers is None:
+        sys.exit("--queue needs --workers")
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/10-threading"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -146,8 +196,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
-SMALL_FILE = 64 * 1024  # up to this size a file is read and sent with its head in one call
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
+MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -161,6 +212,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -187,9 +243,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -267,6 +321,45 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
@@ -327,36 +420,312 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
+def http_date(cached=[None, ""]):
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
+    second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
+    if cached[0] != second:
+        cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return cached[1]
+
+
 def response_head(status, headers):
     lines = ["HTTP/1.1 %d %s" % (status, status.phrase),
-             "Date: " + email.utils.formatdate(usegmt=True),
+             "Date: " + http_date(),
              "Server: " + SERVER_NAME]
     lines += ["%s: %s" % header for header in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-# ---------------------------------------------------------------------------
-# The socket side: serve one connection, request after request.
-# ---------------------------------------------------------------------------
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
+
+
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
+
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
+    """
+    try:
+        check_method(request)
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
+
+
+class CachedFile:
+    """A small file's body and the heads built for it in the current second."""
+
+    def __init__(self, path, identity, body):
+        self.path = path
+        self.identity = identity  # (mtime, size, inode): what tells us the file changed
+        self.body = body
+        self.second = None  # the clock second the heads below were built in
+        self.heads = {}  # keep_alive -> response head, Date included
+
+    def response(self, request, keep_alive):
+        head = self.heads.get(keep_alive)
+        if head is None:
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
+        return head if request.method == "HEAD" else head + self.body
+
+
+class FileCache:
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
+
+    Answering from scratch maps the path (realpath stats every folder on the
+    way), opens, reads and closes the file and formats the head: most of
+    what a request costs.  An entry is trusted for the rest of the clock
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
+    """
+
+    def __init__(self):
+        self.entries = {}  # request target -> CachedFile
+
+    def lookup(self, target, docroot):
+        """The CachedFile for target, or None for a file too large to keep.
+
+        Raises HTTPError as translate_path() and open_file() do.
+        """
+        second = int(time.time())
+        entry = self.entries.get(target)
+        if entry is not None and entry.second == second:
+            return entry
+        path = translate_path(target, docroot)
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > SMALL_FILE:
+                self.entries.pop(target, None)
+                return None
+            identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if entry is None or entry.path != path or entry.identity != identity:
+                entry = CachedFile(path, identity, file.read(info.st_size))
+                self.entries.pop(target, None)
+                if len(self.entries) >= CACHE_ENTRIES:
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
+                self.entries[target] = entry
+        entry.second = second
+        entry.heads = {}
+        return entry
+
+
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
+
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
+
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
+
+
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
+    if not os.path.isdir(args.directory):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
+    try:
+        listener = open_listener(args.bind, args.port)
+    except OSError as error:
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:  # from the moment the line below is out, Ctrl+C may come
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            serve_forever(listener, site)
+        except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
+
+
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "blocking connection" =======================================================
+# Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 class ClientGaveUp(Exception):
     """The client closed or went quiet before finishing its request."""
 
 
-def receive_head(client, buffer, deadline):
+class TimedOut(Exception):
+    """The connection's time ran out while we waited for the client."""
+
+
+class Deadline:
+    """A connection's timeout, as the socket's own timeout on each call that waits.
+
+    restart() gives the client `seconds` from now; each receive then waits at
+    most what is left.  Lesson 11 replaces this with one timer per connection.
+    """
+
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+
+    def restart(self):
+        self.expires = time.monotonic() + self.seconds
+        self.client.settimeout(self.seconds)  # sendall: the whole answer, within the time
+
+    def before_receive(self):
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut()
+        self.client.settimeout(remaining)
+
+    def before_stream(self):
+        """A large file may rightly take longer: bound each wait instead."""
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def receive_head(client, buffer, timer):
     """Read from client into buffer until a whole head has arrived.
 
     Returns the head (without the blank line) and leaves whatever follows it
@@ -365,25 +734,22 @@ def receive_head(client, buffer, deadline):
     """
     while True:
         end = HEAD_END.search(buffer)
-        check_head_limits(buffer)
         if end:
             head = bytes(buffer[:end.start()])
             del buffer[:end.end()]
             return head
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ClientGaveUp("timed out" if buffer else "idle")
-        client.settimeout(remaining)
+        check_head_limits(buffer)  # caps what an unfinished head makes us buffer
         try:
+            timer.before_receive()
             chunk = client.recv(65536)
-        except socket.timeout:
+        except (TimedOut, socket.timeout):
             raise ClientGaveUp("timed out" if buffer else "idle") from None
         if not chunk:
             raise ClientGaveUp("closed")
         buffer += chunk
 
 
-def discard_body(client, buffer, length, deadline):
+def discard_body(client, buffer, length, timer):
     """Read and drop a request body we do not use.
 
     If we closed with unread bytes in the receive queue, the kernel would
@@ -393,7 +759,7 @@ def discard_body(client, buffer, length, deadline):
     del buffer[:skipped]
     length -= skipped
     while length > 0:
-        client.settimeout(max(deadline - time.monotonic(), 0.001))
+        timer.before_receive()
         chunk = client.recv(min(length, 65536))
         if not chunk:
             raise ClientGaveUp("closed")
@@ -421,112 +787,91 @@ def close_gracefully(client):
         pass
 
 
-def wants_keep_alive(request):
-    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower()
-               for option in request.headers.get("connection", "").split(",")}
-    if request.version >= (1, 1):
-        return "close" not in options
-    return "keep-alive" in options
+def send_all(client, data):
+    """client.sendall(data), for less: one send() nearly always takes it all.
 
-
-def send_file(client, file, head, size, method):
-    """Send the head, then size bytes of the file; return how many body bytes went.
-
-    A small file is read and leaves in one sendall with its head.  A large
-    one is never read into memory: socket.sendfile asks the kernel to copy
-    it from the page cache straight into the socket.
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
     """
-    if method == "HEAD":
-        client.sendall(head)
-        return 0
-    if size <= SMALL_FILE:
-        body = file.read(size)
-        client.sendall(head + body)
-        sent = len(body)
-    else:
-        client.sendall(head)
-        sent = client.sendfile(file, 0, size)
-    if sent != size:
+    sent = client.send(data)
+    if sent < len(data):
+        client.sendall(memoryview(data)[sent:])
+
+
+def send_answer(client, answer, timer):
+    """Send an Answer: its bytes in one call, then its large file, if any.
+
+    A small file leaves with its head in one send (two writes would meet
+    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
+    is never read into memory: socket.sendfile() has the kernel copy it from
+    the page cache into the socket.
+    """
+    if answer.file is None:
+        send_all(client, answer.data)
+        return
+    with answer.file:
+        timer.before_stream()
+        try:
+            client.sendall(answer.data)
+            sent = client.sendfile(answer.file, 0, answer.body_size)
+        finally:
+            timer.after_stream()
+    if sent != answer.body_size:
         # The file shrank while we sent it.  The client waits for the bytes
         # Content-Length promised; only closing tells it they will not come.
-        raise OSError("%s changed while it was being sent" % file.name)
-    return sent
+        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
 
 
-def serve_connection(client, address, docroot, timeout):
-    """Serve requests on this connection until the client or an error ends it."""
-    # Nagle's algorithm holds a small segment back until the previous one is
-    # acknowledged, and the client delays its ACK by up to 40 ms hoping to
-    # piggyback it: a response sent in two writes would wait that long.
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not)."""
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buffer = bytearray()  # bytes after the current request: pipelined requests
-    keep_alive = True
-    while keep_alive:
-        deadline = time.monotonic() + timeout  # idle limit, then the limit for the head
+    wanted = True
+    while wanted:
+        timer.restart()  # the idle limit, then the limit for the head
         request = None
         try:
-            head = receive_head(client, buffer, deadline)
-            request = parse_request_head(head)
-            discard_body(client, buffer, body_length(request), deadline)
-            if request.method not in ("GET", "HEAD"):
-                if request.method in KNOWN_METHODS:
-                    raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                                    "This server only reads files: use GET or HEAD.",
-                                    [("Allow", ALLOWED_METHODS)])
-                raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-            path = translate_path(request.target, docroot)
-            keep_alive = wants_keep_alive(request)
-            with open(path, "rb") as file:
-                info = os.fstat(file.fileno())
-                head = response_head(HTTPStatus.OK, [
-                    ("Content-Type", content_type(path)),
-                    ("Content-Length", info.st_size),
-                    ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-                    ("Connection", "keep-alive" if keep_alive else "close")])
-                client.settimeout(timeout)
-                sent = send_file(client, file, head, info.st_size, request.method)
-            log(address, request.request_line, HTTPStatus.OK, sent)
+            head = receive_head(client, buffer, timer)
+            request, length, wanted = parse_head(head)
+            discard_body(client, buffer, length, timer)
         except HTTPError as error:
-            client.settimeout(timeout)
-            method = request.method if request else "GET"
-            client.sendall(error_response(error, method))
-            log(address, request.request_line if request else "-", error.status, 0)
-            break  # after an error we cannot trust where the next request starts
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            wanted = False
         except ClientGaveUp as reason:
-            if str(reason) == "timed out":  # it sent part of a request, then stalled
-                client.sendall(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                                        "The request took too long to arrive.")))
-            log(address, "- (client %s)" % reason, None, 0)
-            return
-    close_gracefully(client)
+            if str(reason) != "timed out":
+                return False  # closed, or idle for --timeout: nothing to say
+            # It sent part of a request, then stalled: say so, then close.
+            request, wanted = None, False
+            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                           "The request took too long to arrive."))
+        else:
+            wanted = wanted and keep_alive
+            reply = answer(request, wanted, site)
+        timer.restart()  # the answer gets a whole timeout to leave
+        send_answer(client, reply, timer)
+        log_answer(address, request, reply)
+    return True
 
 
-log_lock = threading.Lock()  # guards the two lines below
-requests_logged = 0  # shared by every thread: read, add and store under log_lock
-
-
-def log(address, request_line, status, size):
-    """One numbered line per request on stderr, from any thread."""
-    global requests_logged
-    when = time.strftime("%d/%b/%Y %H:%M:%S")
-    # Without the lock two threads can both read requests_logged == 7 and
-    # both write 8 (a thread switch may fall between the read and the
-    # store), and print() writes the text and the "\n" separately, so two
-    # lines can interleave.  The lock makes each step whole.
-    with log_lock:
-        requests_logged += 1
-        print('%s - - [%s] "%s" %s %d #%d' % (address[0], when, request_line, int(status or 0),
-                                               size, requests_logged), file=sys.stderr)
-
-
-def serve_client(client, address, docroot, timeout):
-    """Serve one connection, then close it: the body of each worker thread."""
+def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
+    """Serve one connection, then close it."""
+    site.apply()
     with client:
+        timer = timer_class(client, site.timeout)
         try:
-            serve_connection(client, address, docroot, timeout)
-        except OSError as error:  # reset, broken pipe, send timeout
+            we_end_it = serve_connection(client, address, site, keep_alive, timer)
+        except (TimedOut, socket.timeout):
+            we_end_it = False
+            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+        except OSError as error:  # reset, broken pipe
+            we_end_it = False
             log(address, "- (%s)" % error.__class__.__name__, None, 0)
+        finally:
+            timer.close()
+        if we_end_it:
+            close_gracefully(client)
 
 
 def accept(listener):
@@ -545,141 +890,7 @@ def accept(listener):
         return None
 
 
-def serve_forever(listener, docroot, timeout):
-    while True:
-        accepted = accept(listener)
-        if accepted is None:
-            continue
-        client, address = accepted
-        # One thread per connection.  The main thread must NOT close client:
-        # threads share one descriptor table, so there is only one copy, and
-        # it belongs to the worker now.  daemon=True lets Ctrl+C end the
-        # process while workers still wait on idle keep-alive connections.
-        worker = threading.Thread(target=serve_client, args=(client, address, docroot, timeout),
-                                  daemon=True)
-        try:
-            worker.start()
-        except RuntimeError:  # "can't start new thread": a memory or thread limit
-            client.close()
-            log(address, "- (no thread for this client)", None, 0)
-
-
-def serve_with_pool(listener, docroot, timeout, workers, queue_size):
-    """N threads, started once, serve connections taken from a bounded queue.
-
-    Unlike a thread per connection, the memory and the threads stay bounded
-    however many clients come: at most N are served and M wait; the next one
-    hears "503, come back in a second" at once instead of waiting unseen.
-    """
-    waiting = queue.Queue(maxsize=queue_size)
-
-    def work():
-        while True:
-            client, address = waiting.get()  # blocks while the queue is empty
-            serve_client(client, address, docroot, timeout)
-
-    for number in range(1, workers + 1):
-        # daemon: Ctrl+C ends the process while workers wait on idle clients.
-        threading.Thread(target=work, name="worker-%d" % number, daemon=True).start()
-    while True:
-        accepted = accept(listener)
-        if accepted is None:
-            continue
-        try:
-            waiting.put_nowait(accepted)
-        except queue.Full:
-            refuse_busy(*accepted)
-
-
-def refuse_busy(client, address):
-    """Every worker is busy and the queue is full: 503 at once, then close."""
-    with client:
-        try:
-            client.settimeout(1.0)  # the accepting thread must not block on one client
-            client.sendall(error_response(HTTPError(
-                HTTPStatus.SERVICE_UNAVAILABLE, "Every worker is busy; try again in a second.",
-                [("Retry-After", "1")])))
-            # A lingering close, kept short because this thread accepts for
-            # everyone: closing with the client's request unread would send a
-            # RST, which can destroy the 503 before the client reads it.
-            client.shutdown(socket.SHUT_WR)
-            client.settimeout(0.05)
-            while client.recv(65536):
-                pass
-        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
-            pass
-    log(address, "- (refused: every worker busy, the queue full)",
-        HTTPStatus.SERVICE_UNAVAILABLE, 0)
-
-
-def open_listener(bind, port):
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR a restarted server cannot bind while old
-    # connections sit in TIME_WAIT (about a minute on Linux).
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((bind, port))
-    listener.listen(128)  # connections the kernel queues while we are busy
-    return listener
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
-    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to bind (default %(default)s)")
-    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
-                        help="folder to serve (default: the course's html/)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long a connection may stay idle (default %(default)s)")
-    parser.add_argument("--workers", type=positive, metavar="N",
-                        help="serve with a pool of N threads (default: a thread per connection)")
-    parser.add_argument("--queue", type=positive, metavar="M",
-                        help="with --workers: how many accepted connections may wait "
-                             "(default N); more get 503")
-    args = parser.parse_args(argv)
-    if args.queue is not None and args.workers is None:
-        parser.error("--queue needs --workers")
-    return args
-
-
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(text)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
-        sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
-        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
-    try:
-        listener = open_listener(args.bind, args.port)
-    except OSError as error:
-        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
-    with listener:
-        host, port = listener.getsockname()[:2]
-        url_host = "[%s]" % host if ":" in host else host
-        try:  # from the moment the line below is out, Ctrl+C may come
-            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-                  flush=True)
-            if args.workers:
-                serve_with_pool(listener, docroot, args.timeout, args.workers,
-                                args.queue or args.workers)
-            else:
-                serve_forever(listener, docroot, args.timeout)
-        except KeyboardInterrupt:
-            # Daemon threads are frozen where they stand when the process
-            # exits; one frozen inside print() would hold stderr's internal
-            # lock and turn the exit into a "Fatal Python error".  Holding
-            # log_lock, we know no worker is in print() now, nor will be.
-            log_lock.acquire(timeout=1)
-            print("\nKeyboard interrupt received, exiting.", flush=True)
-    return 0
+# ==== end of shared block "blocking connection" ================================================
 
 
 if __name__ == "__main__":

@@ -1,157 +1,41 @@
 #!/usr/bin/env python3
 """Lesson 11 · A static web server with a coroutine per client (11. Web静态服务器-多协程(gevent + monkey))
 
-Lesson 10 with greenlets instead of threads.  A greenlet is a coroutine (协程):
-a function that can be paused and resumed, with its own small stack, inside
-one thread.  gevent pauses a greenlet whenever it would wait for the network
-and switches to one that can run, so the code still reads as blocking code
--- one connection, one function, top to bottom -- while a single thread
-serves every connection.  serve_connection() is lesson 10's, with three
-changes that make it fast ("Why it is fast", below).
+The idea: lesson 10 with greenlets instead of threads.  A greenlet is a
+coroutine (协程): a function that can be paused and resumed, with its own
+small stack, inside one thread.  gevent pauses a greenlet wherever it would
+wait for the network and switches to one that can run, so the code still
+reads as blocking code -- the very same "blocking connection" block as
+lessons 07-10 -- while one thread serves every connection.  Underneath,
+gevent's hub is an event loop (libev: epoll on Linux) that resumes each
+greenlet when its socket is ready; lessons 12 and 13 build that loop by hand.
 
-Coroutines (section 2.4)
-------------------------
-The source leaves section 2.4 empty.  What belongs there:
+Greenlets switch only where they would wait, so between two waits a
+greenlet runs alone: lesson 10's lock is not needed.  The catch: one thread
+on one core, and one greenlet that computes, or blocks in a call gevent did
+not patch, stalls every connection.
 
-* Threads are switched by the operating system, between any two
-  instructions.  Greenlets switch only where they would wait (recv, send,
-  accept, sleep): between two such calls a greenlet runs alone, so
-  ``count += 1`` needs no lock here.
-* A greenlet costs a few KiB and no OS thread.  Measured on this machine
-  (200 clients connected at once, each asking for index.html, all held open
-  until the last answer): 0.06 s -- 1.1 s in the rounds where one SYN was
-  dropped by the full listen queue and sent again a second later -- and
-  24 MiB in all (PSS): 21 MiB of it Python and gevent at rest, +12 KiB per
-  connection, against +39 KiB per thread in lesson 10 and +2.2 MiB per
-  forked child in lesson 08.  The greenlets drain the listen queue fastest.
-* Underneath, gevent's hub is an event loop (libev or libuv: epoll on
-  Linux) that resumes each greenlet when its socket is ready.  Lessons 12
-  and 13 build that loop by hand.
-* The catch: everything runs in one thread, on one core (with wrk pinned
-  to the other, about 65,000 requests/s for a small file here), and a
-  greenlet that computes for long, or calls something that blocks without
-  gevent knowing, stops every connection at once.
+The model's own part is small: monkey.patch_all() before every import;
+gevent.spawn (or a Pool's spawn, bounded) per connection, the loop that
+gevent's own ``StreamServer(listener, handler, spawn=Pool(n))`` runs; and
+one libev timer per connection (ConnectionTimer) instead of a socket
+timeout on every call: gevent builds a Timeout and two exception objects
+for every wait with a timeout, a timer pushed back costs a few heap steps.
 
-monkey.patch_all() and the order of imports
--------------------------------------------
-gevent's sockets cooperate; the standard library's block.  patch_all()
-replaces the blocking parts of the standard library (socket, select,
-time.sleep, threading, ssl, ...) with gevent's, in place, so unchanged code
-cooperates.  It must run before anything else is imported: a module
-imported earlier may hold on to an original -- after ``from socket import
-socket`` that name still means the blocking class -- and a call to it
-blocks the whole process, every greenlet at once.  The source imports
-``socket`` (and ``re``, and gevent) first, and gets away with it only
-because it always writes ``socket.socket(...)``, looking the name up when
-called, after patching.
-
-A Pool, and StreamServer
-------------------------
-By default, as in the source, every connection gets a greenlet:
-``gevent.spawn(serve_client, client, ...)``, without a limit.
-``--max-connections N`` serves at most N at once: the accept loop waits for
-a free slot in a ``gevent.pool.Pool(N)`` before it accepts, so the clients
-beyond N wait in the kernel's listen queue, costing us nothing.  gevent's
-own server class is that loop, written once:
-
-    from gevent.server import StreamServer
-    handler = lambda client, address: serve_client(client, address, docroot, timeout)
-    StreamServer((bind, port), handler, spawn=gevent.pool.Pool(N)).serve_forever()
-
-Persistent connections and streamed files (the same in lessons 07-11)
-----------------------------------------------------------------------
-Once a slow client no longer holds up the others, the server can afford
-what lesson 06 declined:
-
-* Persistent connections (长连接).  After a response an HTTP/1.1 connection
-  stays open unless the request said ``Connection: close``; an HTTP/1.0 one
-  closes unless it said ``Connection: keep-alive``.  serve_connection() loops
-  receive_head -> parse -> respond on one connection.  Bytes that arrive
-  after a request stay in the buffer as the start of the next one, so
-  requests a client sends without waiting for answers (pipelining) are all
-  answered, in order.  An error answer still closes the connection: after a
-  bad request we cannot know where the next one starts.
-* An idle timeout.  A kept connection that sends nothing for ``--timeout``
-  seconds (15 by default) is closed, and each request head must arrive
-  within that time too.
-* Streamed files.  Lesson 06 read each file whole; 200 clients fetching a
-  20 MiB file would have cost 4 GB.  A file over 64 KiB now goes out with
-  ``socket.sendfile``: the kernel copies it from the page cache into the
-  socket (``os.sendfile``; where that is missing, a read/send loop), and the
-  server never holds more than a buffer of it.
-* Nagle's algorithm.  A response written in two pieces -- head, then body --
-  on a kept connection meets Nagle's algorithm (a small segment waits until
-  the previous one is acknowledged) and the client's delayed ACK (it waits
-  up to 40 ms for data to piggyback on): every request after the first
-  waits ~40 ms.  Measured here (lesson 10, wrk, 10 connections, style.css):
-  head and body in two writes, 224 requests/s at a median 44 ms; the same
-  with ``TCP_NODELAY``, 4,457 at 2.0 ms; in one write, 5,073 at 1.2 ms.
-  (gevent's own pywsgi server writes head and body apart: 227 requests/s.)
-  So a small file leaves with its head in one call, and ``TCP_NODELAY``
-  turns Nagle off for the large ones, sent in two steps.
-* A client that leaves or resets at any moment raises OSError in the code
-  serving it, and costs nothing but its own connection.
-
-Why it is fast, and what that costs
------------------------------------
-Lesson 10's loop, run as greenlets, served 8,700 requests/s (wrk, 100
-connections, a 2 KB file, the server on one core and wrk on the other),
-where a bare gevent loop that answers every request with the same bytes
-serves about 88,000 on the same machine.  Changed one at a time and
-measured, three things made the difference (figures with ``--quiet``):
-
-* Finding, opening and reading the file and formatting its head cost about
-  35 µs a request, more than everything else together.  ``FileCache`` keeps
-  small files' responses in memory and checks them again once a second
-  (nginx: ``open_file_cache``), so an edited file is served stale for up to
-  a second; the Date header is formatted once a second; a request head
-  seen before is not parsed again.  9,000 -> 37,000 requests/s.
-* gevent's ``sendall()`` asks the kernel for the socket's buffer size
-  (``getsockopt``) on every call before it sends.  ``send_all()`` tries
-  one ``send()`` first, which nearly always takes a small answer whole.
-  -> 52,000.
-* A socket timeout (``settimeout``) makes gevent build a ``Timeout`` -- a
-  timer and two exception objects -- each time the socket has to wait,
-  which on a kept connection is once a request.  Instead a connection
-  keeps one libev timer and pushes it back when a request begins and when
-  its answer begins (``ConnectionTimer``: libev's ``ev_timer_again``, its
-  own recipe for idle timeouts).  -> 65,000.  A ``gevent.Timeout``
-  cancelled and started again keeps its first deadline, so it cannot be
-  reused this way: the idle-timeout tests caught that.  Large files, which
-  may rightly take longer than the timeout to reach a slow client, keep
-  the socket's timeout, which bounds each wait instead.
-
-The access log adds about a quarter to a cached request (52,000 with
-it); ``--quiet`` turns it off, as nginx's ``access_log off`` does in the
-benchmark.  ``python -m bench.run`` measures this lesson against nginx and
-the others on one machine; the last full run is in bench/RESULTS.md.
-
-What changed from the source's code, and why
---------------------------------------------
-* Everything lesson 06 fixed: whole requests read with limits, ``sendall``,
-  safe paths, real headers, clear error answers.
-* patch_all() runs before every other import, for the reason above.
-* ``--max-connections`` bounds the greenlets with a Pool, for when every
-  client that connects must not get a greenlet and its buffers at once.
-* Ctrl+C.  gevent runs a signal handler in whichever greenlet happens to
-  be running, and reports a KeyboardInterrupt raised in a worker as a
-  crash, with a traceback.  main() has gevent throw it into the main
-  greenlet instead, which says one line and exits.
-* gevent's ``socket.sendfile`` is a read-and-send loop in Python, not
-  ``os.sendfile``: still streamed, but the bytes pass through the process.
-* Persistent connections, the idle timeout and ``TCP_NODELAY``: see above.
-* Small files answered from memory, one timer per connection, ``--quiet``:
-  see "Why it is fast".
+What changed from the source's code, and why (details on the lesson's page)
+* the source's patch_all() came after ``import socket`` -- harmless there,
+  but ``from socket import socket`` before it keeps the blocking class;
+* it spawned without bound -> ``--max-connections N``, a gevent Pool that
+  stops accepting while N greenlets run;
+* Ctrl+C in a greenlet is reported as a crash -> thrown into the main one.
 
 Try it
 ------
-    python lessons/11_static_gevent.py --max-connections 2
-    nc 127.0.0.1 7890 &  nc 127.0.0.1 7890 &   # two idle clients fill the pool
-    curl -m 3 http://127.0.0.1:7890/          # waits: accepted only when one leaves
-    ps -o nlwp -p $(pgrep -of 11_static)      # one thread, however many clients
-    python -m bench.run --quick --lessons 10_static_threading 11_static_gevent
-Then move ``monkey.patch_all()`` below ``import socket`` and add ``from
-socket import socket as Socket``: which name is patched?
+    python3 lessons/11_static_gevent.py --max-connections 2
+    python3 lessons/01_server_overview.py client 127.0.0.1 7890 &  # twice
+    curl -m 3 http://127.0.0.1:7890/      # waits: accepted only when one leaves
+    ls /proc/$(pgrep -of 11_static)/task | wc -l   # one thread, however many clients
+    python3 -m bench.run --quick --lessons 10_static_threading 11_static_gevent
 
 Exercise
 --------
@@ -159,18 +43,22 @@ gzip: a response whose type is text (``text/*``, JavaScript, JSON, SVG) is
 gzip-compressed when the request's ``Accept-Encoding`` allows gzip (q > 0),
 with ``Content-Encoding: gzip`` and the compressed ``Content-Length``; every
 response for those types carries ``Vary: Accept-Encoding``; binary types,
-and clients that do not accept gzip, get the identity body.  Small files'
-answers come from ``FileCache``: a gzipped body and its heads belong
-there too, or a cached identity answer reaches a gzip client.  Grade it
-with ``python -m pytest tests/exercises -k 11``.
+and clients that do not accept gzip, get the identity body.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 11``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/11_static_gevent.html
+
+Solved here: answer() asks gzip_answer() first; it compresses a text file
+once per version of a cached file (whole, in memory: a flagged shortcut)
+and keeps its head with the entry's other heads.  file_head() adds
+encoding_headers(): Content-Encoding, and Vary on every text answer.
 """
 
 # First, before any other import: patch_all() replaces the blocking parts of
 # the standard library (socket, time.sleep, select, threading, ssl...) with
 # versions that switch to another greenlet instead of blocking.  A module
-# imported earlier may have kept a reference to an original -- after
-# ``from socket import socket`` the name still means the blocking class --
-# and that code would then block the whole process.
+# imported earlier may have kept a reference to an original, and that code
+# would then block the whole process.
 try:
     from gevent import monkey
 except ImportError:
@@ -191,16 +79,169 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
+import weakref
 from http import HTTPStatus
 
 import gevent
 import gevent.pool
 
+SERVER_NAME = "CourseServer/11-gevent"
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+
+
+def serve_forever(listener, site):
+    # Without a limit, this is the source's loop: gevent.spawn(handler,
+    # client) for each connection.  With one, a Pool's spawn is the same
+    # call, but at most max_connections greenlets run at once.
+    limit = site.options.max_connections
+    pool = gevent.pool.Pool(limit) if limit else None
+    spawn = gevent.spawn if pool is None else pool.spawn
+    while True:
+        if pool is not None:
+            # Wait for a free slot *before* accepting: the connections beyond
+            # the limit then wait in the kernel's listen queue.
+            pool.wait_available()
+        accepted = accept(listener)
+        if accepted is None:
+            continue
+        client, address = accepted
+        spawn(serve_client, client, address, site, timer_class=ConnectionTimer)
+
+
+class ConnectionTimer:
+    """A connection's timeout: one libev timer, pushed back for each request.
+
+    When it expires, it throws TimedOut into the greenlet that made it, in
+    whichever call that greenlet waits.  (A gevent.Timeout cancelled and
+    started again would keep its *first* deadline; ev_timer_again does not.)
+    """
+
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.greenlet = gevent.getcurrent()
+        self.timer = gevent.get_hub().loop.timer(seconds, seconds)
+
+    def restart(self):
+        """Expire `seconds` from now, not from when the timer last started."""
+        self.timer.again(self.greenlet.throw, TimedOut, update=True)
+
+    def before_receive(self):
+        pass  # the timer interrupts whatever call waits
+
+    def before_stream(self):
+        # Streaming a large file to a slow client may rightly take longer than
+        # the timeout: the socket's timeout bounds each wait instead.
+        self.timer.stop()
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        self.client.settimeout(None)
+
+    def close(self):
+        self.timer.close()
+
+
+# Flagged shortcut: a text file is compressed whole, in memory, before it is
+# sent, so that Content-Length can say its compressed size.  That stalls
+# every greenlet of this one thread while it runs, so larger files go out
+# as they are.  (Lesson 05 compresses as it sends, in chunks, instead.)
+MAX_GZIPPED = 1024 * 1024
+# A small file is compressed once per version: the file cache makes a new
+# CachedFile when the file changes, and the old one's entry here goes with it.
+gzipped_bodies = weakref.WeakKeyDictionary()  # CachedFile -> its body, gzipped
+
+
+def gzip_answer(request, keep_alive, site):
+    """A text file, gzip-compressed for a client that accepts gzip; None: send it as it is."""
+    if not accepts_gzip(request):
+        return None
+    cached = site.files.lookup(request.target, site.docroot) if site.files else None
+    if cached is not None:
+        if not is_text(content_type(cached.path)):
+            return None
+        body = gzipped_bodies.get(cached)
+        if body is None:
+            body = gzipped_bodies[cached] = gzip.compress(cached.body, mtime=0)
+        head = cached.heads.get(("gzip", keep_alive))  # with the heads of this second
+        if head is None:
+            head = cached.heads["gzip", keep_alive] = file_head(
+                cached.path, len(body), cached.identity[0] / 1e9, keep_alive, gzipped=True)
+    else:  # a large file, or --no-cache
+        path = translate_path(request.target, site.docroot)
+        if not is_text(content_type(path)):
+            return None
+        with open_file(path) as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > MAX_GZIPPED:
+                return None
+            body = gzip.compress(file.read(info.st_size), mtime=0)
+        head = file_head(path, len(body), info.st_mtime, keep_alive, gzipped=True)
+    if request.method == "HEAD":
+        return Answer(head, HTTPStatus.OK, 0)
+    return Answer(head + body, HTTPStatus.OK, len(body))
+
+
+def accepts_gzip(request):
+    """Whether Accept-Encoding allows gzip (a q of 0 refuses it; RFC 9110 §12.5.3)."""
+    weights = {}
+    for item in request.headers.get("accept-encoding", "").split(","):
+        coding, *params = [part.strip() for part in item.split(";")]
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding:
+            weights[coding.lower()] = q
+    gzip_weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return gzip_weight > 0
+
+
+def is_text(kind):
+    base = kind.split(";")[0]
+    return base.startswith("text/") or base in TEXT_TYPES_WITHOUT_TEXT_PREFIX
+
+
+def encoding_headers(path, gzipped):
+    """Text shrinks to a fraction; images and archives are compressed already.
+
+    For text, the answer depends on Accept-Encoding, and Vary tells caches
+    to keep both kinds.
+    """
+    headers = [("Content-Encoding", "gzip")] if gzipped else []
+    if is_text(content_type(path)):
+        headers.append(("Vary", "Accept-Encoding"))
+    return headers
+
+
+def add_arguments(parser):
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="serve at most N connections at once; the others wait to be "
+                             "accepted (default: no limit, as in the source)")
+
+
+def prepare(args):
+    if args.max_connections is not None and args.max_connections < 1:
+        sys.exit("--max-connections must be at least 1")
+    # gevent runs a signal handler in whichever greenlet happens to be
+    # running, and reports a KeyboardInterrupt raised in a worker as a crash,
+    # with a traceback.  So Ctrl+C is thrown into this, the main greenlet.
+    gevent.signal_handler(signal.SIGINT, gevent.getcurrent().throw, KeyboardInterrupt)
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/11-gevent"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -209,17 +250,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
-SMALL_FILE = 64 * 1024  # up to this size a file's response is kept in memory (FileCache)
-CACHE_ENTRIES = 256  # so the cache holds at most 16 MiB
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
 MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
-QUIET = False  # --quiet: log errors only
-# Flagged shortcut: a text file is compressed whole, in memory, before it is
-# sent, so that Content-Length can say its compressed size.  That stalls
-# every greenlet of this one thread while it runs, so larger files go out
-# as they are.  (Lesson 05 compresses as it sends, in chunks, instead.)
-# A small file is compressed once and kept with its entry in FileCache.
-MAX_GZIPPED = 1024 * 1024
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -233,6 +266,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -259,9 +297,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -339,6 +375,45 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
@@ -399,9 +474,23 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
 def http_date(cached=[None, ""]):
-    """Now, as a Date header: formatted once per second, not per response (so does nginx)."""
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
     second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
     if cached[0] != second:
         cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
     return cached[1]
@@ -415,89 +504,79 @@ def response_head(status, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive, gzipped=False):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        *encoding_headers(path, gzipped),  # the exercise
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-def understand_head(head):
-    """Bytes in; the request and whether to keep the connection after it out."""
-    check_head_limits(head)
-    request = parse_request_head(head)
-    return request, wants_keep_alive(request)
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
 
 
-# Understanding a head is a pure function of its bytes (lesson 06 made the
-# parser one), so its result can be remembered.  A client on a keep-alive
-# connection sends the same head, byte for byte, each time it asks for the
-# same file again (a benchmark does nothing else): such a head is parsed
-# once.  A head that fails raises HTTPError, which is not remembered; long
-# heads are not kept, so the cache stays small.
-understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
 
-
-def accepts_gzip(request):
-    """Whether Accept-Encoding allows gzip (a q of 0 refuses it; RFC 9110 §12.5.3)."""
-    weights = {}
-    for item in request.headers.get("accept-encoding", "").split(","):
-        coding, *params = [part.strip() for part in item.split(";")]
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if coding:
-            weights[coding.lower()] = q
-    gzip_weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
-    return gzip_weight > 0
-
-
-def is_text(kind):
-    base = kind.split(";")[0]
-    return base.startswith("text/") or base in TEXT_TYPES_WITHOUT_TEXT_PREFIX
-
-
-def encoding_headers(kind, gzipped):
-    """Text shrinks to a fraction; images and archives are compressed already.
-
-    For text, the answer depends on Accept-Encoding, and Vary tells caches
-    to keep both kinds.
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
     """
-    headers = [("Content-Encoding", "gzip")] if gzipped else []
-    if is_text(kind):
-        headers.append(("Vary", "Accept-Encoding"))
-    return headers
+    try:
+        check_method(request)
+        zipped = gzip_answer(request, keep_alive, site)  # the exercise: gzip, if wanted
+        if zipped is not None:
+            return zipped
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
 
-
-def parse_head(head):
-    if len(head) > MAX_REMEMBERED_HEAD:
-        return understand_head(head)
-    return understand_known_head(head)
-
-
-def wants_keep_alive(request):
-    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower()
-               for option in request.headers.get("connection", "").split(",")}
-    if request.version >= (1, 1):
-        return "close" not in options
-    return "keep-alive" in options
-
-
-# ---------------------------------------------------------------------------
-# Small files' responses, kept in memory.
-# ---------------------------------------------------------------------------
 
 class CachedFile:
     """A small file's body and the heads built for it in the current second."""
@@ -506,45 +585,30 @@ class CachedFile:
         self.path = path
         self.identity = identity  # (mtime, size, inode): what tells us the file changed
         self.body = body
-        self.kind = content_type(path)
-        self.gzipped_body = None  # compressed when a gzip client first asks
         self.second = None  # the clock second the heads below were built in
-        self.heads = {}  # (keep_alive, gzipped) -> response head, Date included
+        self.heads = {}  # keep_alive -> response head, Date included
 
     def response(self, request, keep_alive):
-        """The answer's bytes, and how many of them are body."""
-        gzipped = is_text(self.kind) and accepts_gzip(request)
-        if gzipped and self.gzipped_body is None:
-            self.gzipped_body = gzip.compress(self.body, mtime=0)
-        body = self.gzipped_body if gzipped else self.body
-        head = self.heads.get((keep_alive, gzipped))
+        head = self.heads.get(keep_alive)
         if head is None:
-            modified = self.identity[0] / 1e9
-            head = self.heads[keep_alive, gzipped] = response_head(HTTPStatus.OK, [
-                ("Content-Type", self.kind),
-                ("Content-Length", len(body)),
-                *encoding_headers(self.kind, gzipped),
-                ("Last-Modified", email.utils.formatdate(modified, usegmt=True)),
-                ("Connection", "keep-alive" if keep_alive else "close")])
-        if request.method == "HEAD":
-            return head, 0
-        return head + body, len(body)
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
+        return head if request.method == "HEAD" else head + self.body
 
 
 class FileCache:
-    """Responses of small files, reused: nginx's ``open_file_cache``, simplified.
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
 
     Answering from scratch maps the path (realpath stats every folder on the
     way), opens, reads and closes the file and formats the head: most of
     what a request costs.  An entry is trusted for the rest of the clock
-    second it was checked in -- the Date header changes each second anyway.
-    The first request in a new second maps the path again and compares the
-    file's mtime, size and inode; only a changed file is read again.  So a
-    file edited on disk is served stale for at most a second (nginx:
-    ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files of at most
-    SMALL_FILE bytes, the oldest entry dropped first.  Every greenlet shares
-    it without a lock: none of this code waits, so no other greenlet can
-    run in the middle of it.
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
     """
 
     def __init__(self):
@@ -567,71 +631,164 @@ class FileCache:
                 return None
             identity = (info.st_mtime_ns, info.st_size, info.st_ino)
             if entry is None or entry.path != path or entry.identity != identity:
-                entry = CachedFile(path, identity, file.read())
+                entry = CachedFile(path, identity, file.read(info.st_size))
                 self.entries.pop(target, None)
                 if len(self.entries) >= CACHE_ENTRIES:
-                    del self.entries[next(iter(self.entries))]  # dicts keep insertion order
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
                 self.entries[target] = entry
         entry.second = second
         entry.heads = {}
         return entry
 
 
-def open_file(path):
-    """open(), with a refusal turned into an answer instead of a lost connection."""
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
+
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
+
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
+
+
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
+
+
+def log(address, request_line, status, size):
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
+    when = time.strftime("%d/%b/%Y %H:%M:%S")
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
+
+
+def open_listener(bind, port):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR a restarted server cannot bind while old
+    # connections sit in TIME_WAIT (about a minute on Linux).
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((bind, port))
+    listener.listen(128)  # connections the kernel queues while we are busy
+    return listener
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
+                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
+    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
+                        help="folder to serve (default: the course's html/)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="how long a connection may stay idle (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
+    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
+        sys.exit("--timeout must be a number of seconds above 0")
+    if not os.path.isdir(args.directory):
+        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
     try:
-        return open(path, "rb")
+        listener = open_listener(args.bind, args.port)
     except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE):
-            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
-                            "The server has run out of file descriptors; try again.",
-                            [("Retry-After", "1")]) from None
-        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
+    with listener:
+        host, port = listener.getsockname()[:2]
+        url_host = "[%s]" % host if ":" in host else host
+        try:  # from the moment the line below is out, Ctrl+C may come
+            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
+                  flush=True)
+            serve_forever(listener, site)
+        except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
+            print("\nKeyboard interrupt received, exiting.", flush=True)
+    return 0
 
 
-# ---------------------------------------------------------------------------
-# The socket side: serve one connection, request after request.
-# ---------------------------------------------------------------------------
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "blocking connection" =======================================================
+# Identical in lessons 06-11; explained on lesson 07's page.  Edit it in lessons/07 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 class ClientGaveUp(Exception):
     """The client closed or went quiet before finishing its request."""
 
 
 class TimedOut(Exception):
-    """The connection's timer expired while it waited for the client."""
+    """The connection's time ran out while we waited for the client."""
 
 
-class ConnectionTimer:
-    """A connection's timeout: one libev timer, pushed back for each request.
+class Deadline:
+    """A connection's timeout, as the socket's own timeout on each call that waits.
 
-    When it expires, it throws TimedOut into the greenlet that made it, in
-    whichever call that greenlet waits.  Pushing the timer back (libev's
-    ev_timer_again) costs a few steps on a heap; "Why it is fast" says why
-    this, and not the socket's timeout or a gevent.Timeout.
+    restart() gives the client `seconds` from now; each receive then waits at
+    most what is left.  Lesson 11 replaces this with one timer per connection.
     """
 
-    def __init__(self, seconds):
-        self.greenlet = gevent.getcurrent()
-        self.timer = gevent.get_hub().loop.timer(seconds, seconds)
+    def __init__(self, client, seconds):
+        self.client = client
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
 
     def restart(self):
-        """Expire `seconds` from now, not from when the timer last started."""
-        self.timer.again(self.greenlet.throw, TimedOut, update=True)
+        self.expires = time.monotonic() + self.seconds
+        self.client.settimeout(self.seconds)  # sendall: the whole answer, within the time
 
-    def stop(self):
-        self.timer.stop()
+    def before_receive(self):
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut()
+        self.client.settimeout(remaining)
+
+    def before_stream(self):
+        """A large file may rightly take longer: bound each wait instead."""
+        self.client.settimeout(self.seconds)
+
+    def after_stream(self):
+        pass
 
     def close(self):
-        self.timer.close()
+        pass
 
 
-def receive_head(client, buffer):
+def receive_head(client, buffer, timer):
     """Read from client into buffer until a whole head has arrived.
 
     Returns the head (without the blank line) and leaves whatever follows it
     in buffer.  TCP delivers a stream of bytes, so one recv() may hold half a
-    request, or a request and a half.  If the connection's timer expires,
-    TimedOut arrives in the recv() that waits.
+    request, or a request and a half.
     """
     while True:
         end = HEAD_END.search(buffer)
@@ -641,15 +798,16 @@ def receive_head(client, buffer):
             return head
         check_head_limits(buffer)  # caps what an unfinished head makes us buffer
         try:
+            timer.before_receive()
             chunk = client.recv(65536)
-        except TimedOut:
+        except (TimedOut, socket.timeout):
             raise ClientGaveUp("timed out" if buffer else "idle") from None
         if not chunk:
             raise ClientGaveUp("closed")
         buffer += chunk
 
 
-def discard_body(client, buffer, length):
+def discard_body(client, buffer, length, timer):
     """Read and drop a request body we do not use.
 
     If we closed with unread bytes in the receive queue, the kernel would
@@ -659,6 +817,7 @@ def discard_body(client, buffer, length):
     del buffer[:skipped]
     length -= skipped
     while length > 0:
+        timer.before_receive()
         chunk = client.recv(min(length, 65536))
         if not chunk:
             raise ClientGaveUp("closed")
@@ -689,131 +848,88 @@ def close_gracefully(client):
 def send_all(client, data):
     """client.sendall(data), for less: one send() nearly always takes it all.
 
-    gevent's sendall() first asks the kernel for the socket's buffer size (a
-    getsockopt() call) and slices the data to it, on every call.
+    (gevent's sendall() asks the kernel for the buffer size on every call.)
     """
     sent = client.send(data)
     if sent < len(data):
         client.sendall(memoryview(data)[sent:])
 
 
-def send_file(client, file, head, size, method):
-    """Send the head, then size bytes of a large file; return how many body bytes went.
+def send_answer(client, answer, timer):
+    """Send an Answer: its bytes in one call, then its large file, if any.
 
-    The file is never read into memory: socket.sendfile() streams it (see
-    "What changed from the source": in gevent, a read-and-send loop).
+    A small file leaves with its head in one send (two writes would meet
+    Nagle's algorithm and the client's delayed ACK: 40 ms each).  A large one
+    is never read into memory: socket.sendfile() has the kernel copy it from
+    the page cache into the socket.
     """
-    client.sendall(head)
-    if method == "HEAD":
-        return 0
-    sent = client.sendfile(file, 0, size)
-    if sent != size:
+    if answer.file is None:
+        send_all(client, answer.data)
+        return
+    with answer.file:
+        timer.before_stream()
+        try:
+            client.sendall(answer.data)
+            sent = client.sendfile(answer.file, 0, answer.body_size)
+        finally:
+            timer.after_stream()
+    if sent != answer.body_size:
         # The file shrank while we sent it.  The client waits for the bytes
         # Content-Length promised; only closing tells it they will not come.
-        raise OSError("%s changed while it was being sent" % file.name)
-    return sent
+        raise ConnectionAbortedError("%s changed while it was being sent" % answer.file.name)
 
 
-def respond(client, request, keep_alive, docroot, cache, timer, timeout):
-    """Send the file a GET or HEAD asks for; return how many body bytes went."""
-    cached = cache.lookup(request.target, docroot)
-    if cached is not None:
-        answer, body_size = cached.response(request, keep_alive)
-        send_all(client, answer)  # head and body leave together
-        return body_size
-    # A large file: mapped, opened and streamed each time.  Streaming it to a
-    # slow client may rightly take longer than the timeout, so the timer
-    # stops, and the socket's timeout bounds each wait for the client instead.
-    timer.stop()
-    path = translate_path(request.target, docroot)
-    with open_file(path) as file:
-        info = os.fstat(file.fileno())
-        kind = content_type(path)
-        gzipped = None
-        if is_text(kind) and accepts_gzip(request) and info.st_size <= MAX_GZIPPED:
-            gzipped = gzip.compress(file.read(info.st_size), mtime=0)
-        head = response_head(HTTPStatus.OK, [
-            ("Content-Type", kind),
-            ("Content-Length", info.st_size if gzipped is None else len(gzipped)),
-            *encoding_headers(kind, gzipped is not None),
-            ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-            ("Connection", "keep-alive" if keep_alive else "close")])
-        client.settimeout(timeout)
-        try:
-            if gzipped is None:
-                return send_file(client, file, head, info.st_size, request.method)
-            body = gzipped if request.method == "GET" else b""
-            send_all(client, head + body)  # one call: head and body leave together
-            return len(body)
-        finally:
-            client.settimeout(None)
-
-
-def serve_connection(client, address, docroot, timeout, cache):
-    """Serve requests on this connection until the client or an error ends it."""
-    # Nagle's algorithm holds a small segment back until the previous one is
-    # acknowledged, and the client delays its ACK by up to 40 ms hoping to
-    # piggyback it: a response sent in two writes would wait that long.
+def serve_connection(client, address, site, keep_alive, timer):
+    """Serve requests on this connection; True if we end it (the client did not)."""
+    # Nagle's algorithm would hold the second of two small writes back until
+    # the first is acknowledged, and the client delays its ACK up to 40 ms.
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buffer = bytearray()  # bytes after the current request: pipelined requests
-    keep_alive = True
-    # One timer for the connection, started again for each request and for
-    # its answer ("Why it is fast" says why not the socket's own timeout).
-    timer = ConnectionTimer(timeout)
-    try:
-        while keep_alive:
-            timer.restart()  # the idle limit, then the limit for the head
-            request = None
-            try:
-                head = receive_head(client, buffer)
-                request, keep_alive = parse_head(head)
-                discard_body(client, buffer, body_length(request))
-                if request.method not in ("GET", "HEAD"):
-                    if request.method in KNOWN_METHODS:
-                        raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                                        "This server only reads files: use GET or HEAD.",
-                                        [("Allow", ALLOWED_METHODS)])
-                    raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-                timer.restart()  # the answer gets a whole timeout to leave
-                sent = respond(client, request, keep_alive, docroot, cache, timer, timeout)
-                if not QUIET:
-                    log(address, request.request_line, HTTPStatus.OK, sent)
-            except HTTPError as error:
-                timer.restart()
-                method = request.method if request else "GET"
-                send_all(client, error_response(error, method))
-                log(address, request.request_line if request else "-", error.status, 0)
-                break  # after an error we cannot trust where the next request starts
-            except ClientGaveUp as reason:
-                if str(reason) == "timed out":  # it sent part of a request, then stalled
-                    timer.restart()
-                    send_all(client, error_response(HTTPError(
-                        HTTPStatus.REQUEST_TIMEOUT, "The request took too long to arrive.")))
-                log(address, "- (client %s)" % reason, None, 0)
-                return
-    except TimedOut:
-        # A body that stopped coming, or an answer the client stopped reading.
-        log(address, "- (timed out)", None, 0)
-        return
-    finally:
-        timer.close()
-    close_gracefully(client)
-
-
-def log(address, request_line, status, size):
-    """One line per request on stderr, in the spirit of http.server."""
-    when = time.strftime("%d/%b/%Y %H:%M:%S")
-    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
-          file=sys.stderr)
-
-
-def serve_client(client, address, docroot, timeout, cache):
-    """Serve one connection, then close it: the body of each greenlet."""
-    with client:
+    wanted = True
+    while wanted:
+        timer.restart()  # the idle limit, then the limit for the head
+        request = None
         try:
-            serve_connection(client, address, docroot, timeout, cache)
-        except OSError as error:  # reset, broken pipe, send timeout
+            head = receive_head(client, buffer, timer)
+            request, length, wanted = parse_head(head)
+            discard_body(client, buffer, length, timer)
+        except HTTPError as error:
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            wanted = False
+        except ClientGaveUp as reason:
+            if str(reason) != "timed out":
+                return False  # closed, or idle for --timeout: nothing to say
+            # It sent part of a request, then stalled: say so, then close.
+            request, wanted = None, False
+            reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                           "The request took too long to arrive."))
+        else:
+            wanted = wanted and keep_alive
+            reply = answer(request, wanted, site)
+        timer.restart()  # the answer gets a whole timeout to leave
+        send_answer(client, reply, timer)
+        log_answer(address, request, reply)
+    return True
+
+
+def serve_client(client, address, site, keep_alive=True, timer_class=Deadline):
+    """Serve one connection, then close it."""
+    site.apply()
+    with client:
+        timer = timer_class(client, site.timeout)
+        try:
+            we_end_it = serve_connection(client, address, site, keep_alive, timer)
+        except (TimedOut, socket.timeout):
+            we_end_it = False
+            log(address, "- (timed out)", None, 0)  # a body, or a reader, that stalled
+        except OSError as error:  # reset, broken pipe
+            we_end_it = False
             log(address, "- (%s)" % error.__class__.__name__, None, 0)
+        finally:
+            timer.close()
+        if we_end_it:
+            close_gracefully(client)
 
 
 def accept(listener):
@@ -832,86 +948,7 @@ def accept(listener):
         return None
 
 
-def serve_forever(listener, docroot, timeout, max_connections):
-    # Without a limit, this is the source's loop: gevent.spawn(handler,
-    # client) for each connection.  With one, a Pool's spawn is the same
-    # call, but at most max_connections greenlets run at once.
-    pool = gevent.pool.Pool(max_connections) if max_connections else None
-    cache = FileCache()  # shared by every greenlet
-    spawn = gevent.spawn if pool is None else pool.spawn  # (an empty Pool is falsy)
-    while True:
-        if pool is not None:
-            # Wait for a free slot *before* accepting: the connections beyond
-            # the limit then wait in the kernel's listen queue, not accepted
-            # and ignored in our memory.
-            pool.wait_available()
-        accepted = accept(listener)
-        if accepted is None:
-            continue
-        client, address = accepted
-        spawn(serve_client, client, address, docroot, timeout, cache)
-
-
-def open_listener(bind, port):
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR a restarted server cannot bind while old
-    # connections sit in TIME_WAIT (about a minute on Linux).
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((bind, port))
-    listener.listen(128)  # connections the kernel queues while we are busy
-    return listener
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT,
-                        help="port to listen on (default %(default)s; 0 lets the OS pick)")
-    parser.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to bind (default %(default)s)")
-    parser.add_argument("-d", "--directory", default=DEFAULT_DOCROOT, metavar="DIR",
-                        help="folder to serve (default: the course's html/)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long a connection may stay idle (default %(default)s)")
-    parser.add_argument("--max-connections", type=int, metavar="N",
-                        help="serve at most N connections at once; the others wait to be "
-                             "accepted (default: no limit, as in the source)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="log errors only (the access log line per request is"
-                             " off); a line costs about a third of a cached request")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    global QUIET
-    args = parse_args(argv)
-    QUIET = args.quiet
-    if args.max_connections is not None and args.max_connections < 1:
-        sys.exit("--max-connections must be at least 1")
-    if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
-        sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
-        sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
-    try:
-        listener = open_listener(args.bind, args.port)
-    except OSError as error:
-        sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
-    with listener:
-        host, port = listener.getsockname()[:2]
-        url_host = "[%s]" % host if ":" in host else host
-        # gevent runs a signal handler in whichever greenlet happens to be
-        # running, and reports a KeyboardInterrupt raised in a worker as a
-        # crash, with a traceback.  So Ctrl+C is thrown into this, the main
-        # greenlet, wherever it arrives.
-        gevent.signal_handler(signal.SIGINT, gevent.getcurrent().throw, KeyboardInterrupt)
-        try:  # from the moment the line below is out, Ctrl+C may come
-            print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
-                  flush=True)
-            serve_forever(listener, docroot, args.timeout, args.max_connections)
-        except KeyboardInterrupt:
-            print("\nKeyboard interrupt received, exiting.", flush=True)
-    return 0
+# ==== end of shared block "blocking connection" ================================================
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ SOLUTION_CHANGES = {
         "an Answer carries its file's offset",
     ("solutions/09_static_socketserver.py", "blocking connection"):
         "Range requests: send_answer() streams a file from the Answer's offset",
+    ("solutions/11_static_gevent.py", "http"):
+        "gzip: answer() asks gzip_answer() first, file_head() adds Content-Encoding and Vary",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

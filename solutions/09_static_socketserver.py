@@ -214,28 +214,28 @@ def part_answer(request, keep_alive, site):
         return None
     path = translate_path(request.target, site.docroot)
     file = open_file(path)
+    info = os.fstat(file.fileno())
     try:
-        info = os.fstat(file.fileno())
         wanted = byte_range(request.headers["range"], info.st_size)
-        if wanted is None:
-            file.close()
-            return None
-        first, last = wanted
-        size = last - first + 1
-        head = response_head(HTTPStatus.PARTIAL_CONTENT, [
-            ("Content-Type", content_type(path)),
-            ("Content-Length", size),
-            ("Content-Range", "bytes %d-%d/%d" % (first, last, info.st_size)),
-            ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-            ("Connection", "keep-alive" if keep_alive else "close")])
-        if size > SMALL_FILE:  # streamed with sendfile from byte `first`, as a large file
-            return Answer(head, HTTPStatus.PARTIAL_CONTENT, size, file, offset=first)
-        with file:
-            file.seek(first)
-            body = file.read(size)
-    except BaseException:
+    except HTTPError:  # 416
         file.close()
         raise
+    if wanted is None:
+        file.close()
+        return None
+    first, last = wanted
+    size = last - first + 1
+    head = response_head(HTTPStatus.PARTIAL_CONTENT, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Content-Range", "bytes %d-%d/%d" % (first, last, info.st_size)),
+        ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if size > SMALL_FILE:  # streamed by sendfile from byte `first`, as a large file is
+        return Answer(head, HTTPStatus.PARTIAL_CONTENT, size, file, offset=first)
+    with file:
+        file.seek(first)
+        body = file.read(size)
     if len(body) != size:
         raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
                         [("Retry-After", "1")])

@@ -27,7 +27,7 @@ What changed from the source's code, and why (details on the lesson's page)
 Try it
 ------
     python3 lessons/07_static_multiprocessing.py
-    python3 lessons/01_server_overview.py client 127.0.0.1 7890  # holds a child...
+    nc 127.0.0.1 7890                 # in a 2nd terminal: holds a child...
     curl -v http://127.0.0.1:7890/ http://127.0.0.1:7890/style.css  # ...curl is served
     ps -o pid,ppid,stat,rss,args --ppid $(pgrep -of 07_static)     # the children
     python3 lessons/07_static_multiprocessing.py --start-method spawn  # as on macOS

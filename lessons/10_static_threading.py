@@ -29,7 +29,7 @@ What changed from the source's code, and why (details on the lesson's page)
 Try it
 ------
     python3 lessons/10_static_threading.py
-    python3 lessons/01_server_overview.py client 127.0.0.1 7890 &  # a few of these
+    nc 127.0.0.1 7890 &                             # a few of these
     ls /proc/$(pgrep -of 10_static)/task | wc -l    # one thread per connection, +1
     py-spy dump --pid $(pgrep -of 10_static)        # where each thread waits
 Then remove ``with served_lock:`` (keep its body), serve many connections at

@@ -32,7 +32,7 @@ What changed from the source's code, and why (details on the lesson's page)
 Try it
 ------
     python3 lessons/11_static_gevent.py --max-connections 2
-    python3 lessons/01_server_overview.py client 127.0.0.1 7890 &  # twice
+    nc 127.0.0.1 7890 & nc 127.0.0.1 7890 &   # two idle clients fill the pool
     curl -m 3 http://127.0.0.1:7890/      # waits: accepted only when one leaves
     ls /proc/$(pgrep -of 11_static)/task | wc -l   # one thread, however many clients
     python3 -m bench.run --quick --lessons 10_static_threading 11_static_gevent

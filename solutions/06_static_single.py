@@ -29,8 +29,8 @@ Try it
     python3 lessons/06_static_single.py        # then open http://127.0.0.1:7890/
     curl -v http://127.0.0.1:7890/
     curl -v --path-as-is http://127.0.0.1:7890/../README.md    # 404, not the file
-    python3 lessons/01_server_overview.py client 127.0.0.1 7890   # connect, type
-                                 # nothing: every other client waits (curl again)
+    nc 127.0.0.1 7890           # connect and type nothing: every other client
+                                # waits until the timeout drops you (curl again)
     ss -tan state time-wait '( sport = :7890 )'   # the server closed first
 
 Exercise

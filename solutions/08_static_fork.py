@@ -26,7 +26,7 @@ What changed from the source's code, and why (details on the lesson's page)
 Try it
 ------
     python3 lessons/08_static_fork.py
-    python3 lessons/01_server_overview.py client 127.0.0.1 7890  # one child each
+    nc 127.0.0.1 7890                   # in a 2nd terminal: one child per nc
     ps -o pid,ppid,stat,rss,args --ppid $(pgrep -of 08_static)
     kill -INT $(pgrep -of 08_static)    # ...and none left after the parent
 Then comment out ``os._exit(status)`` and watch a served child fall back

@@ -36,7 +36,7 @@ Try it
     ss -ltn 'sport = :7890'    # Recv-Q: connections waiting for accept()
     nstat -az TcpExtListenOverflows     # SYNs dropped by a full listen queue
 Then set ``max_children = 2``, hold three connections open with
-``python3 lessons/01_server_overview.py client 127.0.0.1 7890``, and curl.
+``nc 127.0.0.1 7890``, and curl.
 
 Exercise
 --------

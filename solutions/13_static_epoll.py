@@ -1,99 +1,40 @@
 #!/usr/bin/env python3
-"""Lesson 13 · An epoll event loop (13. Web静态服务器-IO多路复用(epoll))
+"""Lesson 13 · An epoll event loop (13. Web静态服务器-IO多路复用(基于epoll的单进程单线程长连接高并发))
 
-Lesson 12 asked every socket, in turn, whether it had something; this
-lesson asks the kernel which sockets do.  ``select.epoll`` keeps the set of
-watched descriptors inside the kernel, and ``poll()`` sleeps until at least
-one of them is ready, then returns only those: a turn of the loop costs time
-in proportion to the sockets that are ready, not to the sockets that are
-open.  That is the source's IO multiplexing model (section 2.1: IO多路复用)
-and its answer to C10K (section 14): one process, one thread, ten thousand
-connections -- nginx's design.  Like lessons 07-12 it keeps connections
-alive (长连接), answers pipelined requests in order and closes idle
-connections.
+The idea: lesson 12 asked every socket, in turn, whether it had something;
+this lesson asks the kernel which sockets do.  ``select.epoll`` keeps the
+set of watched descriptors inside the kernel, and ``poll()`` sleeps until
+at least one is ready, then returns only those: a turn of the loop costs
+time in proportion to the sockets that are ready, not to the sockets that
+are open.  That is the source's IO multiplexing model (IO多路复用, section
+2.1) and its answer to C10K (section 14): one thread holds ten thousand
+connections.  nginx runs one such loop per worker process, a worker per core.
 
-What changed from the source's code, and why
---------------------------------------------
-* The source registers every client with ``EPOLLET`` (edge-triggered) and
-  then calls ``recv(1024)`` once per event.  An edge is reported once, when
-  the socket *becomes* readable: bytes left behind (a request over 1024
-  bytes, two pipelined requests) are never announced again, and that client
-  waits forever.  This is the classic edge-triggered trap.  Level-triggered
-  (the default here) reports a socket for as long as it is readable, so one
-  ``recv`` per event is correct; with ``--edge`` we read, and send, until
-  ``BlockingIOError`` says the kernel has nothing more (水平触发/边缘触发).
-* The same trap on the listening socket: one ``accept`` per edge.  Of a
-  burst of clients, all but the first wait in the listen queue until another
-  client arrives.  We accept until ``BlockingIOError``.
-* The source tests ``event == select.EPOLLIN``.  Events are bit masks: a
-  client that resets its connection arrives as ``EPOLLIN | EPOLLERR |
-  EPOLLHUP``, which is not equal to ``EPOLLIN``, so the source never reads
-  nor closes that socket: a descriptor leaked per reset.  We test bits, and
-  close on ``EPOLLERR``/``EPOLLHUP``.
-* The source leaves client sockets blocking and calls ``send`` on them: a
-  client that reads slowly (or a 20 MiB file) blocks ``send``, and with it
-  every other client.  Here every socket is non-blocking; a response that
-  does not fit waits in the connection's write buffer, and the socket is
-  watched for ``EPOLLOUT`` only while something waits.  A large file goes
-  by ``os.sendfile``, a piece per ``EPOLLOUT``, never through Python.
-* The source keeps no state per connection, so a request split over two
-  events is lost and one ``recv`` may hold two requests.  Each Connection
-  here has its read buffer, write buffer and deadline; pipelined requests
-  are answered in order.
-* The source's ``decode("utf-8")`` raises on the first non-UTF-8 byte and
-  kills the server for everybody; its idle clients stay forever; its
-  ``accept`` raises ``EMFILE`` when descriptors run out, which kills it
-  too.  We keep lesson 06's parser, limits and answers; as in lessons 07-12
-  a connection gets ``--timeout`` seconds (15 by default), from the last
-  byte we sent it, to send its next request; and we ride out ``EMFILE``.
+EpollServer below keeps lesson 12's shape (diff the two); what is new is
+epoll itself, EPOLLOUT watched only while output waits, level- or
+edge-triggered events (LT模式/ET模式, 水平触发/边缘触发: ``--edge``), and
+deadlines in a heap instead of a scan of every connection.
 
-Timers without scanning
------------------------
-Lesson 12 could check every connection's deadline each pass because it
-visited every connection anyway.  An event loop must not: at 10,000 mostly
-idle connections that scan would cost more than the work.  Deadlines live
-in a heap (``heapq``), earliest first; ``poll()`` sleeps until the earliest
-one, and only due entries are looked at.  A connection that was active
-since its entry was pushed is pushed back with its new deadline, so
-activity costs an assignment, not a heap operation; a closed connection's
-entry is dropped when it comes due (or with all such leftovers at once,
-should they come to outnumber the live connections).
-
-Running out of descriptors
---------------------------
-Each connection is a descriptor, and ``RLIMIT_NOFILE`` (``ulimit -n``, 1024
-by default on many systems; section 14) caps them.  When ``accept`` fails
-with ``EMFILE`` the client stays in the kernel's listen queue, so the
-listener stays readable: a level-triggered loop would wake at once, fail
-again, and spin at 100% CPU.  We stop watching the listener for
-ACCEPT_BACKOFF seconds, keep serving the connections we have, and accept
-again once the pause is over (if a file cannot be opened meanwhile, the
-client gets 503 with ``Retry-After``).
-
-Why it is fast, and what that costs
------------------------------------
-A cached 2 KB file costs a ``recv``, a ``send`` and a few microseconds of
-Python.  Three caches make that so; each is a place where a real server
-trades freshness or memory for speed, and each says so in its comment:
-* ``FileCache``: small files' responses in memory, rechecked once a second
-  (nginx: ``open_file_cache``).  An edited file is served stale for up to a
-  second.
-* The ``Date`` header is formatted once a second (nginx caches its clock too).
-* A request head seen before is not parsed again (``understand_known_head``).
-The access log costs about as much as all the rest; ``--quiet`` turns it
-off, as nginx's ``access_log off`` does in the benchmark.  What this buys,
-against nginx and every other lesson on the same machine, is measured by
-``python -m bench.run``; the last full run is in bench/RESULTS.md.
+What changed from the source's code, and why (details on the lesson's page)
+* EPOLLET with one recv(1024) per event: bytes left behind are never
+  announced again and the client waits forever -> level-triggered by
+  default; with --edge we read and send until BlockingIOError (the source's
+  comment calls its edge-triggered mode "LT模式": it is ET);
+* one accept() per edge on the listener -> accept until BlockingIOError;
+* ``event == select.EPOLLIN``: events are bit masks, and a reset arrives as
+  EPOLLIN|EPOLLERR|EPOLLHUP, never read nor closed -> we test bits;
+* blocking client sockets and send() -> non-blocking, buffered, sendfile;
+* decode("utf-8") and EMFILE killed the server for everybody -> lesson 06's
+  parser, and a pause in accepting when descriptors run out.
 
 Try it
 ------
-    python lessons/13_static_epoll.py                 # then open http://127.0.0.1:7890/
-    python lessons/13_static_epoll.py --edge          # edge-triggered: same behaviour
-    curl -v http://127.0.0.1:7890/ http://127.0.0.1:7890/style.css   # one connection, two answers
-    python -m bench.loadgen http://127.0.0.1:7890/ --connections 10000   # C10K, one GET each
-    python -m bench.run --quick --lessons 12_static_nonblocking 13_static_epoll
-    (ulimit -n 100; python lessons/13_static_epoll.py)  # then open 200 connections:
-                                                        # it pauses accepting, and recovers
+    python3 lessons/13_static_epoll.py                # http://127.0.0.1:7890/
+    python3 lessons/13_static_epoll.py --edge         # edge-triggered: same behaviour
+    python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 10000   # C10K
+    strace -c -f -p $(pgrep -f 13_static_epoll)       # Ctrl+C after 5 s: epoll_wait
+                               # and real work, no storm of EAGAIN (lesson 12)
+    (ulimit -n 100; python3 lessons/13_static_epoll.py)  # then open 200 connections
 
 Exercise
 --------
@@ -103,7 +44,15 @@ whose request head is not complete S seconds after its first byte arrived
 (``--timeout``) still closes idle keep-alive connections.  Keep both kinds
 of deadline in the heap (or a timer wheel), never in a scan of every
 connection each turn of the loop.  Grade it with
-``python -m pytest tests/exercises -k 13``.
+``python3 -m pytest tests/exercises --submission my_answers -k 13``.
+
+The lesson's page: http://127.0.0.1:7890/lessons/13_static_epoll.html
+
+Solved here: EpollServer.time_the_head() starts a clock at an unfinished
+head's first byte -- a second entry in the same heap, tagged "head", its
+deadline kept in head_deadlines -- and stops it when the head is complete.
+Due, it makes run_due_timers() answer 408 through time_out(); an entry whose
+head ended in time is skipped.  The shared blocks are unchanged.
 """
 
 import argparse
@@ -120,13 +69,261 @@ import re
 import select
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from http import HTTPStatus
 
+SERVER_NAME = "CourseServer/13-epoll"
+DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
+ACCEPT_BACKOFF = 0.1  # seconds without accept() after running out of descriptors
+
+
+def serve_forever(listener, site):
+    EpollServer(listener, site).serve_forever()
+
+
+class EpollServer:
+    """The source's loop, kept as one object: woken only by what is ready."""
+
+    def __init__(self, listener, site):
+        self.listener = listener
+        self.site = site
+        # EPOLLET: report a socket when it becomes ready, not while it is ready.
+        self.trigger = select.EPOLLET if site.options.edge else 0
+        self.poller = select.epoll()
+        self.connections = {}  # fd -> Connection
+        # Deadlines in a heap, earliest first: the loop looks at the top
+        # only, never at every connection.  One entry per connection; when
+        # it comes due early (the client was active since), it is pushed
+        # back with the connection's current deadline.
+        self.timers = []  # (deadline, tie-breaker, Connection)
+        self.tie_breaker = itertools.count()
+        # --header-timeout: when each unfinished request head runs out of
+        # time.  Its entry in self.timers is (deadline, tie-breaker,
+        # Connection, "head"); the connection keeps its idle entry too.
+        self.header_timeout = site.options.header_timeout
+        self.head_deadlines = {}  # Connection -> deadline
+        self.accept_resumes_at = None  # set while out of descriptors
+
+    def serve_forever(self):
+        self.listener.setblocking(False)
+        self.poller.register(self.listener.fileno(), select.EPOLLIN | self.trigger)
+        listener_fd = self.listener.fileno()
+        while True:
+            events = self.poller.poll(self.seconds_to_next_timer())
+            listener_ready = False
+            for fd, mask in events:
+                if fd == listener_fd:
+                    listener_ready = True
+                elif fd in self.connections:
+                    self.on_client_event(self.connections[fd], mask)
+            # Accept after the other events: a descriptor closed above may be
+            # reused at once by accept(), and an event still queued for the
+            # old connection must not reach the new one.
+            if listener_ready:
+                self.accept_clients()
+            self.run_due_timers()
+
+    def seconds_to_next_timer(self):
+        wakeups = [self.timers[0][0]] if self.timers else []
+        if self.accept_resumes_at is not None:
+            wakeups.append(self.accept_resumes_at)
+        if not wakeups:
+            return -1  # nothing to wake up for: wait for an event, however long
+        return max(min(wakeups) - time.monotonic(), 0)
+
+    def accept_clients(self):
+        """Accept every client in the listen queue.
+
+        Until the queue is empty: the source accepted one client per event on
+        an edge-triggered listener, and the rest of a burst then waited for
+        the next client to arrive and make a new edge.
+        """
+        while True:
+            try:
+                conn = accept_connection(self.listener, self.site.timeout)
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                self.pause_accepting(error)
+                return
+            if conn is None:
+                return  # the queue is empty
+            self.connections[conn.fd] = conn
+            conn.events = select.EPOLLIN
+            self.poller.register(conn.fd, conn.events | self.trigger)
+            heapq.heappush(self.timers, (conn.deadline, next(self.tie_breaker), conn))
+
+    def pause_accepting(self, error):
+        """Out of descriptors: stop watching the listener for a moment.
+
+        The waiting client stays in the kernel's listen queue, so the
+        listener stays readable: a level-triggered loop would be woken at
+        once, fail accept() again, and spin at 100% CPU.
+        """
+        log(("-",), "- (accept: %s; pausing %.1f s)" % (error.strerror, ACCEPT_BACKOFF), None, 0)
+        self.poller.modify(self.listener.fileno(), 0)
+        self.accept_resumes_at = time.monotonic() + ACCEPT_BACKOFF
+
+    def on_client_event(self, conn, mask):
+        try:
+            if mask & (select.EPOLLERR | select.EPOLLHUP):
+                # Reset by the peer (EPOLLERR), or both directions shut, as
+                # when a lingering close ends (EPOLLHUP): nothing more to send.
+                code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:  # logged as the blocking lessons log it: ConnectionResetError...
+                    log(conn.address, "- (%s)" % type(OSError(code, "")).__name__, None, 0)
+                self.close(conn)
+                return
+            if mask & select.EPOLLIN:
+                self.receive(conn)
+            if mask & select.EPOLLOUT and conn.outgoing:
+                keep_going(conn, self.site)
+            self.time_the_head(conn)
+            finish_sending(conn)
+            if conn.closed:
+                self.forget(conn)
+            else:
+                self.watch(conn)
+        except OSError as error:  # reset, broken pipe, a file that changed
+            log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
+            self.close(conn)
+
+    def receive(self, conn):
+        """Read what has arrived, answer it, send what the socket takes."""
+        while conn.wants_input():
+            try:
+                chunk = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return  # drained: the next EPOLLIN will say when there is more
+            if not chunk:
+                conn.peer_closed = True
+                return
+            if not conn.lingering:  # after our FIN we only wait for theirs
+                conn.received += chunk
+                keep_going(conn, self.site)
+            if not self.trigger:
+                # Level-triggered: one recv() per event is enough.  If bytes
+                # remain, epoll reports the socket again at the next turn.
+                return
+            # Edge-triggered: this event will not be repeated.  The source
+            # read once per edge, so the rest of a long or pipelined request
+            # stayed in the kernel and the client waited forever.
+
+    def time_the_head(self, conn):
+        """Start or stop the --header-timeout clock of conn's unfinished request head.
+
+        A slowloris client sends a head a byte at a time and never ends it.
+        --timeout bounds that already (it counts from our last answer), but a
+        server may keep idle connections for long and still give a head only
+        a few seconds (nginx: keepalive_timeout, client_header_timeout).
+        The clock starts at the head's first byte; the bytes after it do not
+        push it back.
+        """
+        if self.header_timeout is None:
+            return
+        if not conn.received or conn.close_when_sent or HEAD_END.search(conn.received):
+            self.head_deadlines.pop(conn, None)  # no head, none we will answer, or a whole one
+        elif conn not in self.head_deadlines:
+            deadline = time.monotonic() + self.header_timeout
+            self.head_deadlines[conn] = deadline
+            heapq.heappush(self.timers, (deadline, next(self.tie_breaker), conn, "head"))
+
+    def watch(self, conn):
+        """Tell epoll what this connection waits for now, if that changed.
+
+        EPOLLOUT only while output is pending: a socket with room in its
+        send buffer is writable nearly all the time, and a level-triggered
+        loop watching for EPOLLOUT on idle connections would never sleep.
+        """
+        events = select.EPOLLIN if conn.wants_input() else 0
+        if conn.outgoing:
+            events |= select.EPOLLOUT
+        if events != conn.events:
+            # In edge-triggered mode a modify() also re-arms the socket: if
+            # bytes wait that we left unread while the client's output was
+            # full, epoll reports them now.
+            self.poller.modify(conn.fd, events | self.trigger)
+            conn.events = events
+
+    def run_due_timers(self):
+        now = time.monotonic()
+        if self.accept_resumes_at is not None and self.accept_resumes_at <= now:
+            self.accept_resumes_at = None
+            # Watching again: if clients wait in the queue, epoll says so now.
+            self.poller.modify(self.listener.fileno(), select.EPOLLIN | self.trigger)
+        while self.timers and self.timers[0][0] <= now:
+            when, _, conn, *head = heapq.heappop(self.timers)
+            if head:
+                if self.head_deadlines.get(conn) != when:
+                    continue  # that head ended in time, or the connection is gone
+                del self.head_deadlines[conn]
+                conn.deadline = when  # due now: time_out() answers 408
+            elif conn.closed:
+                continue
+            elif conn.deadline > now:
+                # Active since this entry was pushed: move it, don't look at it.
+                heapq.heappush(self.timers, (conn.deadline, next(self.tie_breaker), conn))
+                continue
+            try:
+                time_out(conn, self.site.timeout)
+                if not conn.closed:  # a 408 to send
+                    send_pending(conn, self.site.timeout)
+                    finish_sending(conn)
+            except OSError as error:
+                log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
+                conn.close()
+            if conn.closed:
+                self.forget(conn)
+            else:
+                self.watch(conn)
+                if not head:  # (a head entry leaves the connection's idle entry in the heap)
+                    heapq.heappush(self.timers, (conn.deadline, next(self.tie_breaker), conn))
+
+    def close(self, conn):
+        if not conn.closed:
+            conn.close()
+        self.forget(conn)
+
+    def forget(self, conn):
+        # close() has already removed the descriptor from epoll (the kernel
+        # does that when the last reference to a socket goes).  Its heap
+        # entry is skipped when it comes due; if such leftovers come to
+        # outnumber the live connections (many short connections), the heap
+        # is rebuilt from the live ones: rarely, so it costs little per close.
+        self.connections.pop(conn.fd, None)
+        self.head_deadlines.pop(conn, None)
+        if len(self.timers) > 2 * len(self.connections) + 64:
+            self.timers = [(live.deadline, next(self.tie_breaker), live)
+                           for live in self.connections.values()]
+            self.timers += [(deadline, next(self.tie_breaker), live, "head")
+                            for live, deadline in self.head_deadlines.items()]
+            heapq.heapify(self.timers)
+
+
+def add_arguments(parser):
+    parser.add_argument("--edge", action="store_true",
+                        help="edge-triggered epoll (EPOLLET) instead of level-triggered")
+    parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                        help="how long a request head may take from its first byte to its "
+                             "end; then 408 and close (default: only --timeout applies)")
+
+
+def prepare(args):
+    if not hasattr(select, "epoll"):
+        sys.exit("Lesson 13 needs Linux's epoll; here, run lesson 12 "
+                 "(lessons/12_static_nonblocking.py) or port this loop to the selectors module.")
+    if args.header_timeout is not None and not args.header_timeout > 0:
+        sys.exit("--header-timeout must be a number of seconds above 0")
+
+
+# ==== shared block "http" ======================================================================
+# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
 DEFAULT_PORT = 7890
 DEFAULT_DOCROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "html")
-SERVER_NAME = "CourseServer/13-epoll"
 
 # Limits, with the answer a client gets when it breaks them.  The numbers
 # follow CPython's http.server (64 KiB lines, 100 headers); nginx allows
@@ -135,14 +332,9 @@ MAX_REQUEST_LINE = 64 * 1024  # longer -> 414 URI Too Long
 MAX_HEADER_LINE = 64 * 1024  # longer -> 431 Request Header Fields Too Large
 MAX_HEADERS = 100  # more -> 431
 MAX_DISCARDED_BODY = 1024 * 1024  # a static server reads bodies only to skip them; more -> 413
-DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
-SMALL_FILE = 64 * 1024  # up to this size a file's response is kept in memory (FileCache)
-CACHE_ENTRIES = 256  # so the cache holds at most 16 MiB
-RECV_SIZE = 64 * 1024
-MAX_QUEUED_OUTPUT = 256 * 1024  # per client; beyond it, its pipelined requests wait
+SMALL_FILE = 64 * 1024  # up to this size a file is read, cached and sent with its head at once
+CACHE_ENTRIES = 256  # small files kept in memory: at most 16 MiB
 MAX_REMEMBERED_HEAD = 2048  # longer request heads are parsed every time
-ACCEPT_BACKOFF = 0.1  # seconds without accept() after running out of descriptors
-QUIET = False  # --quiet: log errors only
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 ALLOWED_METHODS = "GET, HEAD"
@@ -156,6 +348,11 @@ CONTENT_TYPES = mimetypes.MimeTypes()
 CONTENT_TYPES.add_type("text/javascript", ".js")  # RFC 9239
 CONTENT_TYPES.add_type("text/markdown", ".md")
 TEXT_TYPES_WITHOUT_TEXT_PREFIX = {"application/json", "application/xml", "image/svg+xml"}
+
+# Set by Site.apply() in the process that serves (a spawned child starts
+# from these defaults): --no-cache and --quiet.
+CACHING = True
+QUIET = False
 
 
 class HTTPError(Exception):
@@ -182,9 +379,7 @@ class Request:
         return "%s %s HTTP/%d.%d" % (self.method, self.target, *self.version)
 
 
-# ---------------------------------------------------------------------------
 # Bytes in, request or error out: no sockets here, so it can be tested alone.
-# ---------------------------------------------------------------------------
 
 def check_head_limits(buffer):
     """Raise HTTPError if the head received so far already breaks a limit.
@@ -262,6 +457,45 @@ def body_length(request):
     return int(length)
 
 
+def wants_keep_alive(request):
+    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
+    options = {option.strip().lower()
+               for option in request.headers.get("connection", "").split(",")}
+    if request.version >= (1, 1):
+        return "close" not in options
+    return "keep-alive" in options
+
+
+def understand_head(head):
+    """Bytes in; the request, its body's length and whether to keep the connection out."""
+    check_head_limits(head)
+    request = parse_request_head(head)
+    return request, body_length(request), wants_keep_alive(request)
+
+
+# The parsed-head cache.  Understanding a head is a pure function of its
+# bytes, so its result can be remembered: a client on a kept connection
+# sends the same head, byte for byte, each time it asks for the same file
+# (a benchmark does nothing else).  A head that fails raises HTTPError,
+# which is not remembered; long heads are not kept, so the cache stays small.
+understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+
+
+def parse_head(head):
+    if CACHING and len(head) <= MAX_REMEMBERED_HEAD:
+        return understand_known_head(head)
+    return understand_head(head)
+
+
+def check_method(request):
+    if request.method not in ("GET", "HEAD"):
+        if request.method in KNOWN_METHODS:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            "This server only reads files: use GET or HEAD.",
+                            [("Allow", ALLOWED_METHODS)])
+        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
+
+
 def translate_path(target, docroot):
     """Map a request target to a file inside docroot, or raise HTTPError.
 
@@ -322,9 +556,23 @@ def content_type(path):
     return kind
 
 
+def open_file(path):
+    """open(), with a refusal turned into an answer instead of a lost connection."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
+                            "The server has run out of file descriptors; try again.",
+                            [("Retry-After", "1")]) from None
+        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
+
+
 def http_date(cached=[None, ""]):
-    """Now, as a Date header: formatted once per second, not per response (so does nginx)."""
+    """Now, as a Date header.  The Date cache: formatted once a second, as nginx does."""
     second = int(time.time())
+    if not CACHING:
+        return email.utils.formatdate(second, usegmt=True)
     if cached[0] != second:
         cached[:] = [second, email.utils.formatdate(second, usegmt=True)]
     return cached[1]
@@ -338,44 +586,75 @@ def response_head(status, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def error_response(error, method="GET"):
-    """The bytes of a small HTML page that explains an HTTPError."""
+def file_head(path, size, mtime, keep_alive):
+    return response_head(HTTPStatus.OK, [
+        ("Content-Type", content_type(path)),
+        ("Content-Length", size),
+        ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+
+
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main class="wrap error-page"><h1>{title}</h1>
+<p>{explanation}</p>
+<p><a href="/">Course home</a></p></main></body></html>
+"""
+
+
+def error_answer(error, method="GET", keep_alive=False):
+    """The Answer for an HTTPError: a small HTML page that explains it."""
     title = "%d %s" % (error.status, error.status.phrase)
-    body = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
-            "<body><h1>%s</h1>\n<p>%s</p>\n<p><a href=\"/\">Course home</a></p></body></html>\n"
-            % (title, title, html.escape(error.explanation))).encode("utf-8")
+    body = ERROR_PAGE.format(title=title, explanation=html.escape(error.explanation))
+    body = body.encode("utf-8")
     head = response_head(error.status, error.headers + [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", len(body)),
-        ("Connection", "close")])
-    return head if method == "HEAD" else head + body
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if method == "HEAD":
+        return Answer(head, error.status, 0)
+    return Answer(head + body, error.status, len(body))
 
 
-def understand_head(head):
-    """Bytes in; the request and whether to keep the connection after it out."""
-    check_head_limits(head)
-    request = parse_request_head(head)
-    return request, wants_keep_alive(request)
+class Answer:
+    """What to send for one request: bytes, then maybe a large file to stream."""
+
+    def __init__(self, data, status, body_size, file=None):
+        self.data = data  # the head, and the whole body unless a file follows
+        self.status = status
+        self.body_size = body_size  # for the log: body bytes, streamed ones included
+        self.file = file  # an open large file, to send after data; the sender closes it
 
 
-# Understanding a head is a pure function of its bytes (lesson 06 made the
-# parser one), so its result can be remembered.  A client on a keep-alive
-# connection sends the same head, byte for byte, each time it asks for the
-# same file again (a benchmark does nothing else): such a head is parsed
-# once.  A head that fails raises HTTPError, which is not remembered; long
-# heads are not kept, so the cache stays small.
-understand_known_head = functools.lru_cache(maxsize=256)(understand_head)
+def answer(request, keep_alive, site):
+    """The Answer to a well-framed request: the file, or an error page.
 
+    A request that was framed correctly (its head parsed, its body length
+    known) leaves the connection usable after an error answer, as nginx
+    keeps it after a 404: only the request's own Connection header decides.
+    """
+    try:
+        check_method(request)
+        cached = site.files.lookup(request.target, site.docroot) if site.files else None
+        if cached is not None:
+            body_size = len(cached.body) if request.method == "GET" else 0
+            return Answer(cached.response(request, keep_alive), HTTPStatus.OK, body_size)
+        path = translate_path(request.target, site.docroot)
+        file = open_file(path)
+        info = os.fstat(file.fileno())
+        head = file_head(path, info.st_size, info.st_mtime, keep_alive)
+        if request.method == "GET" and info.st_size > SMALL_FILE:
+            return Answer(head, HTTPStatus.OK, info.st_size, file)
+        with file:
+            body = file.read(info.st_size) if request.method == "GET" else b""
+        if request.method == "GET" and len(body) != info.st_size:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
+                            [("Retry-After", "1")])
+        return Answer(head + body, HTTPStatus.OK, len(body))
+    except HTTPError as error:
+        return error_answer(error, request.method, keep_alive)
 
-def parse_head(head):
-    if len(head) > MAX_REMEMBERED_HEAD:
-        return understand_head(head)
-    return understand_known_head(head)
-
-
-# ---------------------------------------------------------------------------
-# Small files' responses, kept in memory.
-# ---------------------------------------------------------------------------
 
 class CachedFile:
     """A small file's body and the heads built for it in the current second."""
@@ -390,27 +669,24 @@ class CachedFile:
     def response(self, request, keep_alive):
         head = self.heads.get(keep_alive)
         if head is None:
-            modified = self.identity[0] / 1e9
-            head = self.heads[keep_alive] = response_head(HTTPStatus.OK, [
-                ("Content-Type", content_type(self.path)),
-                ("Content-Length", len(self.body)),
-                ("Last-Modified", email.utils.formatdate(modified, usegmt=True)),
-                ("Connection", "keep-alive" if keep_alive else "close")])
+            head = self.heads[keep_alive] = file_head(self.path, len(self.body),
+                                                      self.identity[0] / 1e9, keep_alive)
         return head if request.method == "HEAD" else head + self.body
 
 
 class FileCache:
-    """Responses of small files, reused: nginx's ``open_file_cache``, simplified.
+    """The file cache: small files' answers, reused (nginx's ``open_file_cache``, simplified).
 
     Answering from scratch maps the path (realpath stats every folder on the
     way), opens, reads and closes the file and formats the head: most of
     what a request costs.  An entry is trusted for the rest of the clock
-    second it was checked in -- the Date header changes each second anyway.
-    The first request in a new second maps the path again and compares the
-    file's mtime, size and inode; only a changed file is read again.  So a
-    file edited on disk is served stale for at most a second (nginx:
-    ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files of at most
-    SMALL_FILE bytes, the oldest entry dropped first.
+    second it was checked in.  The first request in a new second maps the
+    path again and compares the file's mtime, size and inode; only a changed
+    file is read again, so an edited file is served stale for at most a
+    second (nginx: ``open_file_cache_valid``).  Bounded: CACHE_ENTRIES files
+    of at most SMALL_FILE bytes, the oldest dropped first.  No lock: two
+    threads that race here both store a correct entry, and dict operations
+    are atomic.
     """
 
     def __init__(self):
@@ -433,497 +709,51 @@ class FileCache:
                 return None
             identity = (info.st_mtime_ns, info.st_size, info.st_ino)
             if entry is None or entry.path != path or entry.identity != identity:
-                entry = CachedFile(path, identity, file.read())
+                entry = CachedFile(path, identity, file.read(info.st_size))
                 self.entries.pop(target, None)
                 if len(self.entries) >= CACHE_ENTRIES:
-                    del self.entries[next(iter(self.entries))]  # dicts keep insertion order
+                    self.entries.pop(next(iter(self.entries), None), None)  # the oldest
                 self.entries[target] = entry
         entry.second = second
         entry.heads = {}
         return entry
 
 
-# ---------------------------------------------------------------------------
-# The socket side: one loop, many clients, woken only by what is ready.
-# ---------------------------------------------------------------------------
+class Site:
+    """What every connection needs: the folder, the timeout, and the switches."""
 
-class FileBody:
-    """A large file still to be sent: the kernel copies it, a piece per event."""
+    def __init__(self, args):
+        self.docroot = os.path.realpath(args.directory)
+        self.timeout = args.timeout
+        self.caching = not args.no_cache
+        self.quiet = args.quiet
+        self.files = FileCache() if self.caching else None
+        self.options = args  # the lesson's own options too
 
-    def __init__(self, file, size):
-        self.file = file
-        self.offset = 0
-        self.remaining = size
-
-    def send_to(self, sock):
-        """Hand the kernel as much of the file as the socket takes; return that count.
-
-        os.sendfile() copies from the page cache straight into the socket,
-        never through Python; on a non-blocking socket it stops when the
-        send buffer is full, so a slow reader costs one call per EPOLLOUT.
-        """
-        sent = os.sendfile(sock.fileno(), self.file.fileno(), self.offset, self.remaining)
-        if sent == 0:
-            # The file shrank while we sent it.  Only closing tells the
-            # client that the bytes Content-Length promised will not come.
-            raise ConnectionAbortedError("%s changed while it was being sent" % self.file.name)
-        self.offset += sent
-        self.remaining -= sent
-        if not self.remaining:
-            self.file.close()
-        return sent
+    def apply(self):
+        global CACHING, QUIET
+        CACHING, QUIET = self.caching, self.quiet
 
 
-class Connection:
-    """What the loop remembers about one client between events.
-
-    A blocking server keeps this state in local variables of a function that
-    waits; a loop that must never wait keeps it here, per client.
-    """
-
-    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
-    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip",
-                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed",
-                 "head_deadline", "timer_at")
-
-    def __init__(self, sock, address, deadline):
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.address = address
-        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
-        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
-        self.body_to_skip = 0  # bytes of a request body still to drop
-        self.close_when_sent = False  # a queued response said "Connection: close"
-        self.peer_closed = False  # recv() returned b"": the client sent its FIN
-        self.lingering = False  # we sent our FIN and wait for the client's
-        self.deadline = deadline
-        self.events = 0  # what epoll watches for on this socket now
-        self.closed = False
-        self.head_deadline = None  # --header-timeout: when an unfinished head runs out of time
-        self.timer_at = None  # when this connection's one live heap entry comes due
-
-    def due(self):
-        """The earliest of its deadlines: idle (or request) time, and head time."""
-        if self.head_deadline is None:
-            return self.deadline
-        return min(self.deadline, self.head_deadline)
-
-    def queue(self, data):
-        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
-            self.outgoing[-1] += data  # pipelined responses leave in one send
-        else:
-            self.outgoing.append(bytearray(data))
-
-    def output_is_full(self):
-        """True when this client must read what we queued before we answer more.
-
-        A client may pipeline requests and never read the responses; without
-        this limit it could make us queue responses until memory runs out.
-        """
-        if not self.outgoing:
-            return False
-        if any(isinstance(piece, FileBody) for piece in self.outgoing):
-            return True
-        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
-
-    def wants_input(self):
-        # After the client's FIN, a level-triggered epoll would report the
-        # socket readable (recv() == b"") at every turn: stop listening.
-        return not self.peer_closed and not self.output_is_full()
-
-    def close(self):
-        for piece in self.outgoing:
-            if isinstance(piece, FileBody):
-                piece.file.close()
-        self.outgoing.clear()
-        self.sock.close()
-        self.closed = True
-
-
-def wants_keep_alive(request):
-    """HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked (RFC 9112 §9.3)."""
-    options = {option.strip().lower() for option in request.headers.get("connection", "").split(",")}
-    if request.version >= (1, 1):
-        return "close" not in options
-    return "keep-alive" in options
-
-
-def open_file(path):
-    """open(), with a refusal turned into an answer instead of a lost connection."""
-    try:
-        return open(path, "rb")
-    except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE):
-            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE,
-                            "The server has run out of file descriptors; try again.",
-                            [("Retry-After", "1")]) from None
-        raise HTTPError(HTTPStatus.FORBIDDEN, "The file cannot be read.") from None
-
-
-def respond(conn, request, keep_alive, docroot, cache):
-    """Queue the response to one request; raise HTTPError for an error answer."""
-    if request.method not in ("GET", "HEAD"):
-        if request.method in KNOWN_METHODS:
-            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED,
-                            "This server only reads files: use GET or HEAD.",
-                            [("Allow", ALLOWED_METHODS)])
-        raise HTTPError(HTTPStatus.NOT_IMPLEMENTED, "Unknown method.")
-    cached = cache.lookup(request.target, docroot)
-    if cached is not None:
-        conn.queue(cached.response(request, keep_alive))  # head and body leave together
-        size = len(cached.body)
-    else:  # a large file: mapped and opened for each request, and streamed
-        path = translate_path(request.target, docroot)
-        file = open_file(path)
-        info = os.fstat(file.fileno())
-        size = info.st_size
-        conn.queue(response_head(HTTPStatus.OK, [
-            ("Content-Type", content_type(path)),
-            ("Content-Length", size),
-            ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-            ("Connection", "keep-alive" if keep_alive else "close")]))
-        if request.method == "GET":
-            conn.outgoing.append(FileBody(file, size))  # send_pending streams it
-        else:
-            file.close()
-    conn.close_when_sent = not keep_alive
-    if not QUIET:
-        log(conn.address, request.request_line, HTTPStatus.OK,
-            size if request.method == "GET" else 0)
-
-
-def answer_requests(conn, docroot, cache):
-    """Queue a response for every complete request in conn.received, in order.
-
-    Returns True if it stopped because conn.output_is_full(): requests may
-    be waiting in conn.received for the client to read what is queued.
-    """
-    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
-        if conn.body_to_skip:
-            skipped = min(conn.body_to_skip, len(conn.received))
-            del conn.received[:skipped]
-            conn.body_to_skip -= skipped
-            continue
-        if conn.output_is_full():
-            return True
-        request = None
-        try:
-            end = HEAD_END.search(conn.received)
-            if not end:
-                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
-                return False  # the rest of the head has not arrived yet
-            head = bytes(conn.received[:end.start()])
-            del conn.received[:end.end()]
-            request, keep_alive = parse_head(head)
-            conn.body_to_skip = body_length(request)
-            respond(conn, request, keep_alive, docroot, cache)
-        except HTTPError as error:
-            method = request.method if request else "GET"
-            conn.queue(error_response(error, method))
-            conn.close_when_sent = True  # we can no longer trust where the next request starts
-            log(conn.address, request.request_line if request else "-", error.status, 0)
-    return False
-
-
-def send_pending(conn, timeout):
-    """Send what the socket takes now, in order; return the number of bytes sent.
-
-    Stops only at BlockingIOError (or when all is sent): in edge-triggered
-    mode epoll announces free space once, when the buffer stops being full,
-    so we must have filled it.
-    """
-    sent_total = 0
-    while conn.outgoing:
-        piece = conn.outgoing[0]
-        try:
-            if isinstance(piece, FileBody):
-                sent_total += piece.send_to(conn.sock)
-                finished = not piece.remaining
-            else:
-                sent = conn.sock.send(piece)
-                sent_total += sent
-                finished = sent == len(piece)
-                if not finished:
-                    del piece[:sent]  # the rest goes at the next EPOLLOUT
-        except BlockingIOError:
-            break  # the kernel's send buffer is full: wait for EPOLLOUT
-        if finished:
-            conn.outgoing.popleft()
-    if sent_total:
-        # Progress: a client that reads, however slowly, is not idle.  Once
-        # the output is empty this starts the wait for its next request.
-        conn.deadline = time.monotonic() + timeout
-    return sent_total
-
-
-def finish_sending(conn):
-    """Once everything is sent, end the connection if its conversation is over."""
-    if conn.outgoing:
-        return
-    if conn.peer_closed:
-        conn.close()  # the client said goodbye and has all its answers
-    elif conn.close_when_sent and not conn.lingering:
-        # A lingering close, without waiting: send our FIN now and keep
-        # reading (and dropping) until the client's FIN arrives.  Closing at
-        # once while the client still sends would turn our FIN into a RST,
-        # and a RST can destroy the response before the client has read it.
-        conn.sock.shutdown(socket.SHUT_WR)
-        conn.lingering = True
-
-
-def time_out(conn, timeout):
-    """The deadline passed: nothing was sent for --timeout seconds."""
-    if conn.received and not conn.outgoing and not conn.close_when_sent:
-        # It sent part of a request, then stalled: say so, then close.
-        conn.queue(error_response(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
-                                            "The request took too long to arrive.")))
-        conn.close_when_sent = True
-        conn.deadline = time.monotonic() + timeout
-        log(conn.address, "- (client timed out)", HTTPStatus.REQUEST_TIMEOUT, 0)
-    else:
-        log(conn.address, "- (client %s)" % ("gone" if conn.lingering else "idle"), None, 0)
-        conn.close()
-
-
-class EpollServer:
-    """The source's WsgiServer, kept as one object: the loop and everything it watches."""
-
-    def __init__(self, listener, docroot, timeout, edge, header_timeout=None):
-        self.listener = listener
-        self.docroot = docroot
-        self.timeout = timeout
-        self.header_timeout = header_timeout
-        self.edge = edge
-        # EPOLLET: report a socket when it becomes ready, not while it is ready.
-        self.trigger = select.EPOLLET if edge else 0
-        self.poller = select.epoll()
-        self.connections = {}  # fd -> Connection
-        # Deadlines in a heap, earliest first: the loop looks at the top
-        # only, never at every connection.  One entry per connection; when
-        # it comes due early (the client was active since), it is pushed
-        # back with the connection's current deadline.
-        self.timers = []  # (deadline, tie-breaker, Connection)
-        self.tie_breaker = itertools.count()
-        self.accept_resumes_at = None  # set while out of descriptors
-        self.cache = FileCache()
-
-    def serve_forever(self):
-        self.listener.setblocking(False)
-        self.poller.register(self.listener.fileno(), select.EPOLLIN | self.trigger)
-        listener_fd = self.listener.fileno()
-        while True:
-            events = self.poller.poll(self.seconds_to_next_timer())
-            listener_ready = False
-            for fd, mask in events:
-                if fd == listener_fd:
-                    listener_ready = True
-                elif fd in self.connections:
-                    self.on_client_event(self.connections[fd], mask)
-            # Accept after the other events: a descriptor closed above may be
-            # reused at once by accept(), and an event still queued for the
-            # old connection must not reach the new one.
-            if listener_ready:
-                self.accept_clients()
-            self.run_due_timers()
-
-    def seconds_to_next_timer(self):
-        wakeups = [self.timers[0][0]] if self.timers else []
-        if self.accept_resumes_at is not None:
-            wakeups.append(self.accept_resumes_at)
-        if not wakeups:
-            return -1  # nothing to wake up for: wait for an event, however long
-        return max(min(wakeups) - time.monotonic(), 0)
-
-    def accept_clients(self):
-        # Until BlockingIOError: the source accepted one client per event
-        # on an edge-triggered listener, and the rest of a burst then waited
-        # for the next client to arrive and make a new edge.
-        while True:
-            try:
-                sock, address = self.listener.accept()
-            except BlockingIOError:
-                return  # the listen queue is empty
-            except (ConnectionAbortedError, InterruptedError):
-                continue  # the client left before we accepted it
-            except OSError as error:
-                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                self.pause_accepting(error)
-                return
-            sock.setblocking(False)
-            # Nagle's algorithm would hold a pipelined response back until the
-            # previous one is acknowledged (up to 40 ms with delayed ACKs).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, address, time.monotonic() + self.timeout)
-            self.connections[conn.fd] = conn
-            conn.events = select.EPOLLIN
-            self.poller.register(conn.fd, conn.events | self.trigger)
-            self.schedule(conn)
-
-    def pause_accepting(self, error):
-        """Out of descriptors: stop watching the listener for a moment.
-
-        The waiting client stays in the kernel's listen queue, so the
-        listener stays readable: a level-triggered loop would be woken at
-        once, fail accept() again, and spin at 100% CPU.  We let the
-        connections we have go on, and try again ACCEPT_BACKOFF later.
-        """
-        log(("-",), "- (accept: %s; pausing %.1f s)" % (error.strerror, ACCEPT_BACKOFF), None, 0)
-        self.poller.modify(self.listener.fileno(), 0)
-        self.accept_resumes_at = time.monotonic() + ACCEPT_BACKOFF
-
-    def on_client_event(self, conn, mask):
-        try:
-            if mask & (select.EPOLLERR | select.EPOLLHUP):
-                # Reset by the peer, or both directions shut (as when a
-                # lingering close ends): nothing more can be sent, so there
-                # is nothing left to do for it.
-                if not conn.lingering:
-                    log(conn.address, "- (%s)" % ("EPOLLERR" if mask & select.EPOLLERR
-                                                  else "EPOLLHUP"), None, 0)
-                self.close(conn)
-                return
-            if mask & select.EPOLLIN:
-                self.receive(conn)
-            if mask & select.EPOLLOUT and conn.outgoing:
-                self.keep_going(conn)
-            finish_sending(conn)
-            if conn.closed:
-                self.forget(conn)
-            else:
-                self.watch(conn)
-        except OSError as error:  # reset, broken pipe, a file that changed
-            log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
-            self.close(conn)
-
-    def receive(self, conn):
-        """Read what has arrived, answer it, send what the socket takes."""
-        while conn.wants_input():
-            try:
-                chunk = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                return  # drained: the next EPOLLIN will say when there is more
-            if not chunk:
-                conn.peer_closed = True
-                return
-            if not conn.lingering:  # after our FIN we only wait for theirs
-                conn.received += chunk
-                self.keep_going(conn)
-                self.time_the_head(conn)
-            if not self.edge:
-                # Level-triggered: one recv() per event is enough.  If bytes
-                # remain, epoll reports the socket again at the next turn.
-                return
-            # Edge-triggered: this event will not be repeated.  The source
-            # read once per edge, so the rest of a long or pipelined request
-            # stayed in the kernel and the client waited forever.
-
-    def time_the_head(self, conn):
-        """Start or stop the --header-timeout clock of conn's unfinished request head.
-
-        A slowloris client sends a request head a byte at a time, never
-        finishing it, and holds a connection (here: memory and a descriptor)
-        for as long as each byte keeps it from looking idle.  This clock
-        starts at the head's first byte and is not reset by the ones after.
-        """
-        if self.header_timeout is None:
-            return
-        if not conn.received or HEAD_END.search(conn.received):
-            conn.head_deadline = None  # no head yet, or a whole one waiting for its turn
-        elif conn.head_deadline is None:
-            conn.head_deadline = time.monotonic() + self.header_timeout
-            self.schedule(conn)
-
-    def schedule(self, conn):
-        """Keep one live heap entry per connection, at its earliest deadline.
-
-        An entry pushed for an earlier deadline supersedes the one before;
-        the superseded entry is skipped when it comes due (timer_at differs).
-        """
-        due = conn.due()
-        if conn.timer_at is None or due < conn.timer_at:
-            conn.timer_at = due
-            heapq.heappush(self.timers, (due, next(self.tie_breaker), conn))
-
-    def keep_going(self, conn):
-        while True:
-            paused = answer_requests(conn, self.docroot, self.cache)
-            send_pending(conn, self.timeout)
-            if not paused or conn.outgoing:
-                return  # else the client took all we queued: answer its next requests
-
-    def watch(self, conn):
-        """Tell epoll what this connection waits for now, if that changed.
-
-        EPOLLOUT only while output is pending: a socket with room in its
-        send buffer is writable nearly all the time, and a level-triggered
-        loop watching for EPOLLOUT on idle connections would never sleep.
-        """
-        events = select.EPOLLIN if conn.wants_input() else 0
-        if conn.outgoing:
-            events |= select.EPOLLOUT
-        if events != conn.events:
-            # In edge-triggered mode a modify() also re-arms the socket: if
-            # bytes wait that we left unread while the client's output was
-            # full, epoll reports them now.
-            self.poller.modify(conn.fd, events | self.trigger)
-            conn.events = events
-
-    def run_due_timers(self):
-        now = time.monotonic()
-        if self.accept_resumes_at is not None and self.accept_resumes_at <= now:
-            self.accept_resumes_at = None
-            # Watching again: if clients wait in the queue, epoll says so now.
-            self.poller.modify(self.listener.fileno(), select.EPOLLIN | self.trigger)
-        while self.timers and self.timers[0][0] <= now:
-            when, _, conn = heapq.heappop(self.timers)
-            if conn.closed or when != conn.timer_at:
-                continue  # closed, or superseded by an earlier entry
-            conn.timer_at = None
-            if conn.due() > now:
-                # Active since this entry was pushed: move it, don't look at it.
-                self.schedule(conn)
-                continue
-            conn.head_deadline = None  # a 408 (or a close) ends this head's time
-            try:
-                time_out(conn, self.timeout)
-                if not conn.closed:  # a 408 to send
-                    send_pending(conn, self.timeout)
-                    finish_sending(conn)
-            except OSError as error:
-                log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
-                conn.close()
-            if conn.closed:
-                self.forget(conn)
-            else:
-                self.watch(conn)
-                self.schedule(conn)
-
-    def close(self, conn):
-        if not conn.closed:
-            conn.close()
-        self.forget(conn)
-
-    def forget(self, conn):
-        # close() has already removed the descriptor from epoll (the kernel
-        # does that when the last reference to a socket goes).  Its heap
-        # entry is skipped when it comes due; if such leftovers come to
-        # outnumber the live connections (many short connections), the heap
-        # is rebuilt from the live ones: rarely, so it costs little per close.
-        self.connections.pop(conn.fd, None)
-        if len(self.timers) > 2 * len(self.connections) + 64:
-            for live in self.connections.values():
-                live.timer_at = live.due()  # its one entry in the rebuilt heap
-            self.timers = [(live.timer_at, next(self.tie_breaker), live)
-                           for live in self.connections.values()]
-            heapq.heapify(self.timers)
+LOG_LOCK = threading.Lock()  # held at exit, so that no thread is stopped inside a write
 
 
 def log(address, request_line, status, size):
-    """One line per request on stderr, in the spirit of http.server."""
+    """One line per request on stderr, in the spirit of http.server.
+
+    One write() per line: processes that share stderr (07-09) must not
+    interleave halves of their lines.
+    """
     when = time.strftime("%d/%b/%Y %H:%M:%S")
-    print('%s - - [%s] "%s" %s %d' % (address[0], when, request_line, int(status or 0), size),
-          file=sys.stderr)
+    line = '%s - - [%s] "%s" %s %d\n' % (address[0], when, request_line,
+                                         int(status) if status else "-", size)
+    with LOG_LOCK:
+        sys.stderr.write(line)
+
+
+def log_answer(address, request, reply):
+    if not QUIET or reply.status >= 400:
+        log(address, request.request_line if request else "-", reply.status, reply.body_size)
 
 
 def open_listener(bind, port):
@@ -948,28 +778,24 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="how long a connection may stay idle (default %(default)s)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no line per answered request, only errors (nginx: access_log"
-                             " off); a line costs as much as the rest of a cached request")
-    parser.add_argument("--edge", action="store_true",
-                        help="edge-triggered epoll (EPOLLET) instead of level-triggered")
-    parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
-                        help="how long a request head may take from its first byte to its "
-                             "end; then 408 and close (default: only --timeout applies)")
+                        help="log errors only, no line per answered request (nginx: access_log off)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no file, Date or parsed-head cache: every request does all the work")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    global QUIET
     args = parse_args(argv)
-    QUIET = args.quiet
-    if not hasattr(select, "epoll"):
-        sys.exit("Lesson 13 needs Linux's epoll; here, run lesson 12 "
-                 "(lessons/12_static_nonblocking.py) or port this loop to the selectors module.")
+    if not 0 <= args.port <= 65535:
+        sys.exit("Port must be between 0 and 65535, not %d" % args.port)
     if not args.timeout > 0:  # "0" would not mean "no timeout" (and "nan" is no number)
         sys.exit("--timeout must be a number of seconds above 0")
-    docroot = os.path.realpath(args.directory)
-    if not os.path.isdir(docroot):
+    if not os.path.isdir(args.directory):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
+    prepare(args)
+    site = Site(args)
+    site.apply()
     try:
         listener = open_listener(args.bind, args.port)
     except OSError as error:
@@ -977,16 +803,247 @@ def main(argv=None):
     with listener:
         host, port = listener.getsockname()[:2]
         url_host = "[%s]" % host if ":" in host else host
-        try:
-            # Inside the try: Ctrl+C may come as soon as the line is out,
-            # before print() has even returned.
+        try:  # from the moment the line below is out, Ctrl+C may come
             print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
                   flush=True)
-            EpollServer(listener, docroot, args.timeout, args.edge,
-                        args.header_timeout).serve_forever()
+            serve_forever(listener, site)
         except KeyboardInterrupt:
+            LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit
             print("\nKeyboard interrupt received, exiting.", flush=True)
     return 0
+
+
+# ==== end of shared block "http" ===============================================================
+
+
+# ==== shared block "non-blocking connection" ===================================================
+# Identical in lessons 12-13; explained on lesson 12's page.  Edit it in lessons/12 only, then
+# run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
+
+RECV_SIZE = 64 * 1024
+MAX_QUEUED_OUTPUT = 256 * 1024  # per client; beyond it, its pipelined requests wait
+FILE_CHUNK = 64 * 1024  # where os.sendfile is missing, a large file is read this much at a time
+
+
+class FileBody:
+    """A large file still to be sent, a piece each time the socket has room."""
+
+    __slots__ = ("file", "offset", "remaining")
+
+    def __init__(self, file, size):
+        self.file = file
+        self.offset = 0
+        self.remaining = size
+
+    def send_to(self, sock):
+        """Hand the socket as much of the file as it takes; return that count.
+
+        os.sendfile() copies from the page cache straight into the socket,
+        never through Python; on a non-blocking socket it stops when the
+        send buffer is full.  (Flagged shortcut, where it is missing: read()
+        blocks, which a file in the page cache does for microseconds.)
+        """
+        if hasattr(os, "sendfile"):
+            sent = os.sendfile(sock.fileno(), self.file.fileno(), self.offset, self.remaining)
+        else:
+            self.file.seek(self.offset)
+            sent = sock.send(self.file.read(min(FILE_CHUNK, self.remaining)))
+        if sent == 0:
+            # The file shrank while we sent it.  Only closing tells the
+            # client that the bytes Content-Length promised will not come.
+            raise ConnectionAbortedError("%s changed while it was being sent" % self.file.name)
+        self.offset += sent
+        self.remaining -= sent
+        if not self.remaining:
+            self.file.close()
+        return sent
+
+
+class Connection:
+    """What the loop remembers about one client between turns.
+
+    A blocking server keeps this state in local variables of a function that
+    waits; a loop that must never wait keeps it here, per client.
+    """
+
+    # No per-instance __dict__: at 10,000 connections every byte counts ten thousand times.
+    __slots__ = ("sock", "fd", "address", "received", "outgoing", "body_to_skip",
+                 "close_when_sent", "peer_closed", "lingering", "deadline", "events", "closed")
+
+    def __init__(self, sock, address, deadline):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.received = bytearray()  # arrived, not yet parsed: part of a request, or several
+        self.outgoing = collections.deque()  # bytearrays and FileBody objects, in response order
+        self.body_to_skip = 0  # bytes of a request body still to drop
+        self.close_when_sent = False  # a queued response said "Connection: close"
+        self.peer_closed = False  # recv() returned b"": the client sent its FIN
+        self.lingering = False  # we sent our FIN and wait for the client's
+        self.deadline = deadline
+        self.events = 0  # what the kernel is asked to watch for on this socket (lesson 13)
+        self.closed = False
+
+    def queue(self, data):
+        if self.outgoing and isinstance(self.outgoing[-1], bytearray):
+            self.outgoing[-1] += data  # pipelined responses leave in one send
+        else:
+            self.outgoing.append(bytearray(data))
+
+    def output_is_full(self):
+        """True when this client must read what we queued before we answer more.
+
+        A client may pipeline requests and never read the responses; without
+        this limit it could make us queue responses until memory runs out.
+        """
+        if not self.outgoing:
+            return False
+        if any(isinstance(piece, FileBody) for piece in self.outgoing):
+            return True
+        return sum(map(len, self.outgoing)) >= MAX_QUEUED_OUTPUT
+
+    def wants_input(self):
+        # After the client's FIN every recv() returns b"" at once: stop asking.
+        return not self.peer_closed and not self.output_is_full()
+
+    def close(self):
+        for piece in self.outgoing:
+            if isinstance(piece, FileBody):
+                piece.file.close()
+        self.outgoing.clear()
+        self.sock.close()
+        self.closed = True
+
+
+def accept_connection(listener, timeout):
+    """The next client in the listen queue as a Connection; None when the queue is empty.
+
+    Raises OSError when the system is out of descriptors (EMFILE) or memory.
+    """
+    while True:
+        try:
+            sock, address = listener.accept()
+        except BlockingIOError:
+            return None
+        except (ConnectionAbortedError, InterruptedError):
+            continue  # the client left before we accepted it
+        sock.setblocking(False)
+        # Nagle's algorithm would hold a pipelined response back until the
+        # previous one is acknowledged (up to 40 ms with delayed ACKs).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Connection(sock, address, time.monotonic() + timeout)
+
+
+def answer_requests(conn, site):
+    """Queue an answer for every complete request in conn.received, in order.
+
+    Returns True if it stopped because conn.output_is_full(): requests may
+    be waiting in conn.received for the client to read what is queued.
+    """
+    while conn.received and not conn.close_when_sent:  # nothing after "Connection: close"
+        if conn.body_to_skip:
+            skipped = min(conn.body_to_skip, len(conn.received))
+            del conn.received[:skipped]
+            conn.body_to_skip -= skipped
+            continue
+        if conn.output_is_full():
+            return True
+        request = None
+        try:
+            end = HEAD_END.search(conn.received)
+            if not end:
+                check_head_limits(conn.received)  # caps what an unfinished head makes us buffer
+                return False  # the rest of the head has not arrived yet
+            head = bytes(conn.received[:end.start()])
+            del conn.received[:end.end()]
+            request, conn.body_to_skip, keep_alive = parse_head(head)
+        except HTTPError as error:
+            # A broken head: we cannot know where the next request starts.
+            reply = error_answer(error, request.method if request else "GET")
+            keep_alive = False
+        else:
+            reply = answer(request, keep_alive, site)
+        conn.queue(reply.data)
+        if reply.file is not None:
+            conn.outgoing.append(FileBody(reply.file, reply.body_size))  # streamed as it drains
+        conn.close_when_sent = not keep_alive
+        log_answer(conn.address, request, reply)
+    return False
+
+
+def send_pending(conn, timeout):
+    """Send what the socket takes now, in order; return the number of bytes sent.
+
+    The source ignored send()'s return value.  On a non-blocking socket send()
+    takes what fits in the kernel's buffer and returns that count (or raises
+    BlockingIOError when nothing fits); the rest waits here for a later turn.
+    It stops only at BlockingIOError or when all is sent: an edge-triggered
+    epoll (lesson 13) announces free space once, so we must have filled it.
+    """
+    sent_total = 0
+    while conn.outgoing:
+        piece = conn.outgoing[0]
+        try:
+            if isinstance(piece, FileBody):
+                sent_total += piece.send_to(conn.sock)
+                finished = not piece.remaining
+            else:
+                sent = conn.sock.send(piece)
+                sent_total += sent
+                finished = sent == len(piece)
+                if not finished:
+                    del piece[:sent]  # the rest goes at the next chance
+        except BlockingIOError:
+            break  # the kernel's send buffer is full: the client reads slowly
+        if finished:
+            conn.outgoing.popleft()
+    if sent_total:
+        # Progress: a client that reads, however slowly, is not idle.  Once
+        # the output is empty this starts the wait for its next request.
+        conn.deadline = time.monotonic() + timeout
+    return sent_total
+
+
+def keep_going(conn, site):
+    """Answer what has arrived and send what the socket takes; return the bytes sent."""
+    sent = 0
+    while True:
+        paused = answer_requests(conn, site)
+        sent += send_pending(conn, site.timeout)
+        if not paused or conn.outgoing:
+            return sent  # else the client took all we queued: answer its next requests
+
+
+def finish_sending(conn):
+    """Once everything is sent, end the connection if its conversation is over."""
+    if conn.outgoing:
+        return
+    if conn.peer_closed:
+        conn.close()  # the client said goodbye and has all its answers
+    elif conn.close_when_sent and not conn.lingering:
+        # A lingering close, without waiting: send our FIN now and keep
+        # reading (and dropping) until the client's FIN arrives.  Closing at
+        # once while the client still sends would turn our FIN into a RST,
+        # and a RST can destroy the response before the client has read it.
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.lingering = True
+
+
+def time_out(conn, timeout):
+    """The deadline passed: nothing was sent for --timeout seconds."""
+    if conn.received and not conn.outgoing and not conn.close_when_sent:
+        # It sent part of a request, then stalled: say so, then close.
+        reply = error_answer(HTTPError(HTTPStatus.REQUEST_TIMEOUT,
+                                       "The request took too long to arrive."))
+        conn.queue(reply.data)
+        conn.close_when_sent = True
+        conn.deadline = time.monotonic() + timeout
+        log_answer(conn.address, None, reply)
+    else:
+        conn.close()  # idle, or gone quiet after our FIN
+
+
+# ==== end of shared block "non-blocking connection" ============================================
 
 
 if __name__ == "__main__":

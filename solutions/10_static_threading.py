@@ -31,7 +31,7 @@ Try it
     python3 lessons/10_static_threading.py
     nc 127.0.0.1 7890 &                             # a few of these
     ls /proc/$(pgrep -of 10_static)/task | wc -l    # one thread per connection, +1
-    py-spy dump --pid $(pgrep -of 10_static)        # where each thread waits
+    top -H -p $(pgrep -of 10_static)               # the threads, one line each
 Then remove ``with served_lock:`` (keep its body), serve many connections at
 once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``; count them in wrk's
 output) and compare with the count printed at Ctrl+C.

@@ -147,7 +147,8 @@ def test_a_failure_shows_the_bytes_a_way_to_reproduce_a_hint_and_the_programs_ou
     report = next(test["output"] for test in results["tests"] if test["number"] == "06.1")
     assert "the grader sent" in report and "GET /listed/ HTTP/1.1\\r\\n" in report
     assert "your program sent back" in report and "403 Forbidden" in report
-    assert re.search(r"curl -v --path-as-is .*http://127\.0\.0\.1:7890/listed/", report)
+    curl = re.search(r"curl -v --path-as-is .*http://127\.0\.0\.1:(\d+)/listed/", report)
+    assert curl and int(curl[1]) != 7890, "a free port, not the course site's"
     assert "Hint: lessons/06_static_single.py" in report
     assert "==== output of your program" in report and "Serving HTTP on" in report
 

@@ -224,7 +224,10 @@ def pytest_runtest_makereport(item, call):
         return
     state = item.config.stash[STATE]
     if report.skipped:
-        if not nothing_to_grade(item.config):
+        if nothing_to_grade(item.config) and isinstance(report.longrepr, tuple):
+            # One place for all of them, so that -ra folds them into one line.
+            report.longrepr = (grading.relative(__file__), 1, "Skipped: " + NO_SUBMISSION)
+        else:
             grade.failed("skipped: %s" % (report.longrepr[2] if isinstance(
                 report.longrepr, tuple) else report.longrepr))
     elif report.failed:

@@ -1,7 +1,7 @@
 """Grade a whole class: a folder of student folders, N at a time, each in its own sandbox.
 
     python3 tests/exercises/gradescope/batch.py CLASS_FOLDER OUT_FOLDER [--jobs 4]
-        [--time-limit 600] [-- extra pytest words, e.g. -k 06]
+            [--time-limit 600] [-- extra pytest words, e.g. -k 06]
 
 CLASS_FOLDER holds one folder per student (its name is the student's), each
 with that student's answers (NN_name.py files).  Each student is graded
@@ -103,8 +103,10 @@ def main(argv=None):
                         help="students graded at once (default: half the cores)")
     parser.add_argument("--time-limit", type=float, default=600,
                         help="seconds one student's grading may take (default 600)")
-    parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest words")
-    options = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    options = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    options.pytest_args = extra
     students = sorted(path for path in options.class_folder.iterdir() if path.is_dir())
     if not students:
         parser.error("no student folders in %s" % options.class_folder)

@@ -27,7 +27,7 @@ from servers import LESSONS, REPO, one_line_error, wait_for
 
 GRADESCOPE = REPO / "tests" / "exercises" / "gradescope"
 SOLUTIONS = REPO / "solutions"
-STUDENT = "student"  # the sandbox user run_autograder uses by default
+STUDENT = "grader-test"  # the sandbox user of these tests (Gradescope's is "student")
 RUN_LIMIT = 300  # seconds, for one run_autograder in these tests; each takes a few
 
 sys.path.insert(0, str(GRADESCOPE))
@@ -161,7 +161,7 @@ def run_autograder(root, *pytest_args):
     """Run run_autograder on root; (results.json, its output)."""
     finished = subprocess.run(
         [sys.executable, str(root / "source" / "run_autograder")],
-        env={**os.environ, "AUTOGRADER_ROOT": str(root),
+        env={**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_USER": STUDENT,
              "GRADER_PYTEST_ARGS": " ".join(pytest_args)},
         capture_output=True, text=True, timeout=RUN_LIMIT)
     results = root / "results" / "results.json"
@@ -440,10 +440,32 @@ subprocess.Popen.__init__ = refusing_init
 """
 
 
+# The program starts, then the grader cannot start the thread that reads its output:
+# the program must not be left running.
+FAILING_THREAD = """\
+import threading
+real_start = threading.Thread.start
+refused = []
+def refusing_start(self):
+    target = getattr(self, "_target", None)
+    if getattr(target, "__name__", "") == "_read_output" and not refused:
+        script = str(getattr(target.__self__, "script", ""))
+        if "06_static_single" in script:
+            refused.append(script)
+            raise RuntimeError("can't start new thread")
+    return real_start(self)
+threading.Thread.start = refusing_start
+"""
+
+
 @needs_solutions
-def test_a_refused_fork_is_the_environments_problem_not_the_students(tmp_path):
+@pytest.mark.parametrize("failure, problem", [(FAILING_FORK, "EAGAIN"),
+                                              (FAILING_THREAD, "could not start a thread")],
+                         ids=["fork", "thread"])
+def test_a_refused_fork_or_thread_is_the_environments_problem_not_the_students(
+        tmp_path, failure, problem):
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "failing_fork.py").write_text(FAILING_FORK)
+    (tmp_path / "plugins" / "failing_fork.py").write_text(failure)
     (tmp_path / "sub").mkdir()
     shutil.copy(SOLUTIONS / "06_static_single.py", tmp_path / "sub")
     shutil.copy(SOLUTIONS / "01_server_overview.py", tmp_path / "sub")
@@ -451,20 +473,22 @@ def test_a_refused_fork_is_the_environments_problem_not_the_students(tmp_path):
                                "-p", "failing_fork",
                                env={**os.environ, "PYTHONPATH": str(tmp_path / "plugins")})
     problems = results["extra_data"]["environment_problems"]
-    assert problems and "EAGAIN" in problems[0], output[-3000:]
+    assert problems and problem in problems[0], output[-3000:]
     refused = [test for test in results["tests"] if test["status"] == "failed"]
     assert len(refused) == 1 and "grading environment" in refused[0]["output"], output[-3000:]
     assert "The check that failed" not in refused[0]["output"]
     assert "grade again" in results["output"]
-    assert not _marked_processes(), "a program outlived grading"
+    assert not _marked_processes(str(tmp_path)), "a program outlived grading"
 
 
-def _marked_processes():
+def _marked_processes(folder):
+    """Live processes the grader started (its marker) whose command line names folder."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"COURSE_GRADER_PROGRAM=" in (entry / "environ").read_bytes():
+                if (b"COURSE_GRADER_PROGRAM=" in (entry / "environ").read_bytes()
+                        and folder.encode() in (entry / "cmdline").read_bytes()):
                     found.append(int(entry.name))
             except OSError:
                 pass

@@ -57,7 +57,6 @@ GRADER_FILES = ["tests/servers.py", "tests/rawhttp.py", "tests/exercises/conftes
 GRADE = pytest.StashKey()
 TRANSCRIPT = pytest.StashKey()
 GRADES = pytest.StashKey()
-STARTED = pytest.StashKey()
 STATE = pytest.StashKey()
 
 
@@ -92,7 +91,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "visibility(v): Gradescope visibility of this test")
     refuse_xdist(config)
     config.stash[GRADES] = []
-    config.stash[STARTED] = time.monotonic()
     config.stash[STATE] = RunState(config)
     CONFIG[:] = [config]
     if config.getoption("sandbox_user", None):
@@ -104,10 +102,6 @@ def pytest_configure(config):
             config.stash[STATE].interrupted = "SIGTERM"
             raise KeyboardInterrupt
         signal.signal(signal.SIGTERM, terminate)
-
-
-def pytest_keyboard_interrupt(excinfo):
-    pass  # recorded in pytest_sessionfinish, from the exit status
 
 
 def submission_folder(config):
@@ -293,7 +287,7 @@ def teaching_report(item, call, grade):
     # way refers to the first instead of repeating its bytes, output and hint.
     cause = (grade.exercise, re.sub(r"\d{4,}", "#", check))
     first = item.config.stash[STATE].causes.setdefault(cause, grade)
-    if first is not grade:
+    if first is not grade and not check.startswith("Not run"):
         lines = [line.strip() for line in check.splitlines()
                  if line.strip() and line.strip() != "The check that failed:"]
         return "%s\n\nSame cause as test %s (%s), reported in full there:\n  %s" % (
@@ -525,10 +519,17 @@ def pytest_sessionfinish(session, exitstatus):
     state = session.config.stash[STATE]
     if exitstatus == pytest.ExitCode.INTERRUPTED and state.interrupted is None:
         state.interrupted = "SIGINT"
-    # Nothing the submission started may outlive grading, nor write after us.
-    state.sandbox.kill_all()
-    state.finished = True
-    write_results(session.config, final=True)
+    # A second signal must not cut the last write short (run_autograder still has SIGKILL).
+    handlers = {number: signal.signal(number, signal.SIG_IGN)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # Nothing the submission started may outlive grading, nor write after us.
+        state.sandbox.kill_all()
+        state.finished = True
+        write_results(session.config, final=True)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")

@@ -136,7 +136,11 @@ def unpacked(tmp_path_factory):
         names = archive.namelist()
     assert "run_autograder" in names and "setup.sh" in names
     assert not [name for name in names if name.startswith("solutions")], names
-    return make_zip.extract(folder / "autograder.zip", folder / "source")
+    source = make_zip.extract(folder / "autograder.zip", folder / "source")
+    checked = subprocess.run(["bash", "-n", str(source / "setup.sh")], capture_output=True,
+                             text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    return source
 
 
 def autograder_root(tmp_path, unpacked, files, with_solutions=False):

@@ -416,6 +416,15 @@ def test_an_interrupted_run_reports_every_selected_test(tmp_path):
     assert results["score"] == 0
 
 
+@needs_solutions
+def test_past_the_run_budget_every_remaining_test_is_reported_not_run(tmp_path):
+    results, _, elapsed = grade(SOLUTIONS, tmp_path / "results.json", "-k", "01 or 06",
+                                "--run-budget", "0.001")
+    assert len(results["tests"]) == 10 and results["score"] == 0
+    assert all("Not run: time budget" in test["output"] for test in results["tests"])
+    assert elapsed < 60
+
+
 def test_the_grader_refuses_xdist_in_one_line(tmp_path):
     (tmp_path / "fake_xdist.py").write_text(
         "def pytest_addoption(parser):\n"

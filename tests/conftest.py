@@ -23,6 +23,19 @@ def pytest_addoption(parser):
                     help="folder of exercise answers to grade (default: the repo's solutions/)")
     group.addoption("--gradescope-results", metavar="PATH", default=None,
                     help="also write the grades in Gradescope's results.json format to PATH")
+    group.addoption("--results-visibility", default="visible",
+                    choices=["visible", "hidden", "after_due_date", "after_published"],
+                    help="Gradescope visibility of the results and each test")
+    group.addoption("--sandbox-user", metavar="NAME", default=None,
+                    help="run the submission as this unprivileged user (the grader is root)")
+    group.addoption("--sandbox-work", metavar="DIR", default=None,
+                    help="folder for the sandboxed programs' working folders")
+    group.addoption("--student-python", metavar="PATH", default=None,
+                    help="the python3 the sandbox user runs (default: ours, if it can)")
+    group.addoption("--test-timeout", metavar="SECONDS", type=float, default=None,
+                    help="time limit of one exercise test (default 20)")
+    group.addoption("--run-budget", metavar="SECONDS", type=float, default=None,
+                    help="time limit of the whole grading run: later tests are not run")
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,11 @@ def by_exercise(results):
 
 @pytest.fixture(scope="module")
 def lessons_graded(tmp_path_factory):
-    return run_grader(LESSONS, tmp_path_factory.mktemp("lessons") / "results.json")
+    """The unsolved lessons, graded from a copy (the grader keeps docroots next to it)."""
+    folder = tmp_path_factory.mktemp("graded") / "lessons"
+    shutil.copytree(LESSONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    results, output, elapsed = run_grader(folder, folder.parent / "results.json")
+    return results, output.replace(str(folder), str(LESSONS)), elapsed
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +151,24 @@ def test_a_failure_shows_the_bytes_a_way_to_reproduce_a_hint_and_the_programs_ou
     report = next(test["output"] for test in results["tests"] if test["number"] == "06.1")
     assert "the grader sent" in report and "GET /listed/ HTTP/1.1\\r\\n" in report
     assert "your program sent back" in report and "403 Forbidden" in report
-    assert re.search(r"curl -v --path-as-is .*http://127\.0\.0\.1:7890/listed/", report)
+    curl = re.search(r"curl -v --path-as-is .*http://127\.0\.0\.1:(\d+)/listed/", report)
+    assert curl and int(curl[1]) != 7890, "a free port, not the course site's"
+    start = re.search(r"python3 \S+06_static_single\.py %s --bind 127\.0\.0\.1 "
+                      r"--directory (\S+)" % curl[1], report)
+    assert start, "the command that starts the program, on the same port"
+    assert (Path(start[1]) / "listed").is_dir(), "the docroot outlives the run"
     assert "Hint: lessons/06_static_single.py" in report
     assert "==== output of your program" in report and "Serving HTTP on" in report
+
+
+def test_a_failure_with_the_same_cause_as_an_earlier_one_refers_to_it(lessons_graded):
+    results, _, _ = lessons_graded
+    exercise = by_exercise(results)["06"]
+    first, later = exercise[0]["output"], [test["output"] for test in exercise[1:]]
+    assert "What the grader sent and received" in first
+    for report in later:
+        assert "Same cause as test 06.1" in report, report
+        assert "What the grader sent and received" not in report and len(report) < 600
 
 
 def test_the_solutions_differ_from_their_lessons_only_by_the_exercise():

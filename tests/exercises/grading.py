@@ -8,15 +8,18 @@ printf | nc when curl cannot send those bytes), the test's hint, and the
 output of the program under test, marked as the program's.
 """
 
+import os
 import re
 import shlex
+import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
 import rawhttp
-from servers import OUTPUT_LIMIT, ServerFailed, ServerProcess, start_server
+from servers import OUTPUT_LIMIT, STARTUP_LINE, ServerFailed, ServerProcess
 
 STARTUP_TIMEOUT = 15.0  # a submission that says nothing for this long costs its exercise only
 STOP_GRACE = 2.0  # seconds a program gets to exit after Ctrl+C before it is killed
@@ -24,7 +27,7 @@ OUTPUT_KEPT = 256 * 1024  # of a program's output; a flood beyond it is drained 
 SHOWN_BYTES = 2000  # of each direction of a connection, in a report
 SHOWN_OUTPUT_LINES = 40  # of a program's output, in a report
 SHOWN_CONNECTIONS = 3  # the last ones a test opened
-PRACTICE_PORT = 7890  # the port the "reproduce it yourself" commands use
+COURSE_SITE_PORT = 7890  # the course's own site, likely running: never reproduce there
 
 assert OUTPUT_KEPT <= OUTPUT_LIMIT
 
@@ -180,7 +183,8 @@ class Transcript:
             for number, connection in enumerate(shown, first):
                 parts.append("What the grader sent and received (connection %d of %d):\n%s"
                              % (number, len(self.connections), show_conversation(connection)))
-            reproduce = reproduction(self.connections[-1])
+            reproduce = reproduction(self.connections[-1], self.exercise.reproduce_port,
+                                     self.exercise.keep_site)
             if reproduce:
                 parts.append("Reproduce it yourself (the last connection):\n" + reproduce)
         for title, text in self.notes:
@@ -196,17 +200,34 @@ class Transcript:
 # Starting and stopping the program under test
 # ---------------------------------------------------------------------------
 
-def launch(script, args, log_path, directory=None, leading_args=(), **options):
-    """Start a submission as a server; NotGradable with a clear reason if it does not start.
+def start_program(script, args, log_path, sandbox, exercise):
+    """Start a submission's program the sandbox's way; every process it starts is tracked."""
+    token, options = sandbox.options(exercise)
+    program = ServerProcess(script, args, log_path=log_path, output_limit=OUTPUT_KEPT,
+                            **options)
+    sandbox.started(token, program.pid)
+    program.token, program.sandbox = token, sandbox
+    # Every process it started, not only its process group: one that called
+    # setsid() or left the group still counts (CPU, process counts, leftovers).
+    program.member_filter = lambda: (
+        lambda pid, pgid, found=sandbox.members(token, program.pid): pid in found)
+    return program
 
-    options go to servers.start_server (startup_line=...).
-    """
+
+def launch(script, args, log_path, sandbox, exercise, directory=None, leading_args=(),
+           startup_line=STARTUP_LINE):
+    """Start a submission as a server; NotGradable with a clear reason if it does not start."""
     typed = command_of(script, args, directory, leading_args)
+    if directory is not None:
+        sandbox.readable(directory)
+    command_args = [*leading_args, 0, "--bind", "127.0.0.1"]
+    if directory is not None:
+        command_args += ["--directory", directory]
+    server = start_program(script, [*command_args, *args], log_path, sandbox, exercise)
     try:
-        server = start_server(script, *args, directory=directory, log_path=log_path,
-                              leading_args=leading_args, startup_timeout=STARTUP_TIMEOUT,
-                              output_limit=OUTPUT_KEPT, **options)
+        server.wait_for_startup(STARTUP_TIMEOUT, startup_line)
     except ServerFailed as failure:
+        dispose(server)
         reason, _, output = str(failure).partition("\n")
         if reason.startswith("no startup line"):
             reason = ("it printed no startup line within %.0f s (it must print 'Serving HTTP "
@@ -219,26 +240,35 @@ def launch(script, args, log_path, directory=None, leading_args=(), **options):
         raise NotGradable("Your program did not start: %s.\nCommand: %s\n%s"
                           % (reason, " ".join(map(shlex.quote, typed)),
                              fenced_output(output.splitlines(), script))) from None
+    except BaseException:
+        dispose(server)
+        raise
     server.typed_command = typed
+    server.directory = directory
     return server
 
 
-def run_program(script, args, timeout, log_path):
+def run_program(script, args, timeout, log_path, sandbox, exercise):
     """Run a submission that is a client to the end; (exit status, ServerProcess)."""
-    program = ServerProcess(script, args, log_path=log_path, output_limit=OUTPUT_KEPT)
+    program = start_program(script, args, log_path, sandbox, exercise)
     try:
         status = program.process.wait(timeout)
     except subprocess.TimeoutExpired:
         dispose(program)
         raise NotGradable("Your program did not finish within %.0f s.\n%s"
                           % (timeout, fenced_output(program.lines, script))) from None
+    except BaseException:
+        dispose(program)
+        raise
     program._reader.join(STOP_GRACE)
     program.kill()  # anything it left running in its group
+    program.sandbox.kill_program(program.token, program.pid)  # and anywhere else
     return status, program
 
 
 def dispose(program):
-    """Stop a program under test without judging how it stops: Ctrl+C, then SIGKILL."""
+    """Stop a program under test without judging how it stops: Ctrl+C, then SIGKILL
+    to its group and to every other process it started (setsid() escapes no one)."""
     if program.process.poll() is None:
         program.interrupt()
         try:
@@ -246,12 +276,15 @@ def dispose(program):
         except subprocess.TimeoutExpired:
             pass
     program.kill()  # the whole process group: forked children too
+    sandbox = getattr(program, "sandbox", None)
+    if sandbox is not None:
+        sandbox.kill_program(program.token, program.pid)
     program._reader.join(STOP_GRACE)
 
 
 def command_of(script, args, directory=None, leading_args=(), port=0):
     """The command line start_server runs, as a student would type it."""
-    command = ["python", relative(script), *map(str, leading_args), str(port),
+    command = ["python3", relative(script), *map(str, leading_args), str(port),
                "--bind", "127.0.0.1"]
     if directory is not None:
         command += ["--directory", str(directory)]
@@ -303,7 +336,7 @@ REQUEST = re.compile(rb"(?P<method>[A-Z]+) (?P<target>/\S*) (?P<version>HTTP/1\.
                      rb"(?P<headers>(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [\x20-\x7e]*\r\n)*)\r\n")
 
 
-def curl_command(sent):
+def curl_command(sent, port):
     """The curl command that sends the same request, or None if curl cannot."""
     match = REQUEST.match(sent)
     if not match:
@@ -326,11 +359,11 @@ def curl_command(sent):
             command += ["-H", "%s: %s" % (name, value)]
     if body:
         command += ["--data-binary", body.decode()]
-    command.append("http://127.0.0.1:%d%s" % (PRACTICE_PORT, match["target"].decode()))
+    command.append("http://127.0.0.1:%d%s" % (port, match["target"].decode()))
     return " ".join(map(shlex.quote, command))
 
 
-def printf_command(sent):
+def printf_command(sent, port):
     if len(sent) > SHOWN_BYTES:
         return None
     escaped = "".join(
@@ -338,21 +371,64 @@ def printf_command(sent):
         else "\\r" if byte == 0x0D else "\\n" if byte == 0x0A
         else chr(byte) if 0x20 <= byte < 0x7F else "\\%03o" % byte
         for byte in sent)
-    return "printf '%s' | nc 127.0.0.1 %d" % (escaped, PRACTICE_PORT)
+    return "printf '%s' | nc 127.0.0.1 %d" % (escaped, port)
 
 
-def reproduction(connection):
+def free_port():
+    """A port nothing listens on now, and not the course site's: for reproduce commands."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port != COURSE_SITE_PORT:
+            return port
+
+
+def reproduction(connection, port, keep_site=None):
+    """Commands that start the program as the grader did and send the same bytes.
+
+    keep_site(directory) returns a copy of the docroot that outlives the run.
+    """
     typed = getattr(connection.server, "typed_command", None)
     if typed is None:
         return None
+    typed = list(typed)
     port_index = typed.index("--bind") - 1
-    start = " ".join(map(shlex.quote, typed[:port_index] + [str(PRACTICE_PORT)]
-                         + typed[port_index + 1:]))
+    typed[port_index] = str(port)
+    directory = getattr(connection.server, "directory", None)
+    if directory is not None and keep_site is not None and "--directory" in typed:
+        typed[typed.index("--directory") + 1] = relative(keep_site(directory))
+    start = " ".join(map(shlex.quote, typed))
     sent = connection.sent()
-    ask = curl_command(sent) or printf_command(sent)
+    ask = curl_command(sent, port) or printf_command(sent, port)
     if ask is None:
         ask = "(the %d bytes sent are too many to retype: see above)" % len(sent)
     return "  %s      # in one terminal\n  %s      # in another" % (start, ask)
+
+
+def copy_site(source, target):
+    """Copy a docroot's folder (the docroot and its "-outside" sibling) to target:
+    links that pointed inside it point inside the copy, a FIFO is made anew."""
+    source, target = Path(source), Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    for folder, folders, files in os.walk(source):
+        here = target / Path(folder).relative_to(source)
+        here.mkdir(parents=True, exist_ok=True)
+        for name in folders + files:
+            path, copy = Path(folder) / name, here / name
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                link = os.readlink(path)
+                if os.path.isabs(link) and Path(link).is_relative_to(source):
+                    link = str(target / Path(link).relative_to(source))
+                os.symlink(link, copy)
+                if name in folders:
+                    folders.remove(name)  # do not walk into a linked folder
+            elif stat.S_ISFIFO(mode):
+                os.mkfifo(copy)
+            elif stat.S_ISREG(mode):
+                shutil.copy2(path, copy)
 
 
 def relative(path):

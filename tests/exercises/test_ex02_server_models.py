@@ -50,7 +50,14 @@ def gets_no_echo_yet(connection, message):
 
 
 def threads_of(server):
-    return len(list(Path("/proc/%d/task" % server.pid).iterdir()))
+    """Threads of every process the server started (a process per client counts too)."""
+    count = 0
+    for pid in server.group_members():
+        try:
+            count += len(list(Path("/proc/%d/task" % pid).iterdir()))
+        except OSError:
+            pass  # it exited meanwhile
+    return count
 
 
 def threads_once_started(server, at_least):

@@ -42,17 +42,12 @@ def server_with_idle_clients(exercise, site):
         sock.close()
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time the process has used so far (Linux /proc)."""
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_share_while_waiting(server, seconds=MEASURED):
-    """The share of one core the server used over the next few seconds."""
-    used, started = cpu_seconds(server.pid), time.monotonic()
+    """The share of one core the server used over the next few seconds: all of its
+    processes, the ones it forked or moved to another session too."""
+    used, started = server.cpu_seconds(), time.monotonic()
     time.sleep(seconds)  # the measurement itself, not a synchronisation
-    return (cpu_seconds(server.pid) - used) / (time.monotonic() - started)
+    return (server.cpu_seconds() - used) / (time.monotonic() - started)
 
 
 def served_at_once(http, server, site):

@@ -33,11 +33,17 @@ STATIC_SERVERS = [
     "11_static_gevent",
     "12_static_nonblocking",
     "13_static_epoll",
+    "15_static_reuseport",
 ]
 
 # Servers that serve many connections at once, with keep-alive and streamed
 # files (tests/test_concurrent_servers.py): every static server but lesson 06,
 # which serves one client at a time.
+# Lessons whose worker processes live as long as the server (lesson 15): an
+# idle server is its main process and that many workers, not the main process
+# alone.  Lesson id -> the worker count when the command line gives no --workers.
+RESIDENT_WORKERS = {"15_static_reuseport": os.cpu_count() or 1}
+
 CONCURRENT_SERVERS = [lesson for lesson in STATIC_SERVERS if lesson != "06_static_single"]
 
 STARTUP_LINE = re.compile(
@@ -58,6 +64,15 @@ LONGEST_STARTUP_LINE = 4096  # the real one is under 100 characters
 
 def script_path(lesson_id, folder=LESSONS):
     return Path(folder) / (lesson_id + ".py")
+
+
+def resident_workers(lesson_id, command):
+    """How many long-lived workers this command starts besides its main process."""
+    if lesson_id not in RESIDENT_WORKERS:
+        return 0
+    if "--workers" in command[:-1]:
+        return int(command[command.index("--workers") + 1])
+    return RESIDENT_WORKERS[lesson_id]
 
 
 class ServerFailed(AssertionError):
@@ -89,6 +104,7 @@ class ServerProcess:
         # Which processes belong to this program: by default its process group.
         # The exercise grader widens this to every process the program started.
         self.member_filter = lambda: (lambda pid, pgid: pgid == self.pid)
+        self.resident_workers = resident_workers(self.script.stem, self.command)
 
     def _read_output(self):
         log = open(self.log_path, "w", encoding="utf-8") if self.log_path else None
@@ -201,10 +217,11 @@ class ServerProcess:
         """The descriptors the server holds with no connection open: a baseline (Linux).
 
         Right after a reply has arrived, the child or thread that sent it may
-        still be closing its copy: wait until only the main process is left and
-        the count has held still for three readings.
+        still be closing its copy: wait until only the main process (and its
+        resident workers) is left and the count has held still for three readings.
         """
-        assert wait_for(lambda: self.group_members() == [self.pid], timeout), \
+        assert wait_for(lambda: len(self.group_members()) == 1 + self.resident_workers
+                        and self.pid in self.group_members(), timeout), \
             "connections still being served, no baseline to take\n" + self.report()
         readings = []
 

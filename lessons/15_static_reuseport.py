@@ -87,7 +87,7 @@ def serve_forever(listener, site):
     workers = {}  # pid -> index
     try:
         for index in range(options.workers):
-            workers[start_worker(index, listeners, site)] = index
+            start_worker(index, listeners, site, workers)
         # The workers hold their listeners now.  If the parent kept its
         # copies, a dead worker's listener would stay in the group and keep
         # receiving its share of new connections, with nobody to accept them.
@@ -96,7 +96,7 @@ def serve_forever(listener, site):
         while workers:
             pid, status = os.wait()
             index = workers.pop(pid, None)
-            if index is not None:
+            if index is not None and not ended_by_ctrl_c(status):
                 log(("-",), "- (worker %d, pid %d, ended: status %d)" % (index, pid, status),
                     None, 0)
         sys.exit("Every worker has ended; stopping.")
@@ -104,16 +104,17 @@ def serve_forever(listener, site):
         stop_workers(workers)  # Ctrl+C, or `kill -INT` sent to the parent only
 
 
-def start_worker(index, listeners, site):
-    """Fork one worker; in the parent, return its pid."""
-    # SIGINT is held around fork(), so that the child meets it only once it
-    # has set its own handling (see run_worker).
+def start_worker(index, listeners, site, workers):
+    """Fork one worker, and record it in workers (pid -> index)."""
+    # SIGINT is held until the new worker is recorded, so that a Ctrl+C
+    # cannot leave one unknown to stop_workers(); the child meets it only
+    # once it has set its own handling (see run_worker).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pid = os.fork()
         if pid == 0:
             run_worker(index, listeners, site)  # never returns
-        return pid
+        workers[pid] = index
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
@@ -135,6 +136,11 @@ def run_worker(index, listeners, site):
         traceback.print_exc()
     finally:
         os._exit(1)  # never return into the parent's code (lesson 08)
+
+
+def ended_by_ctrl_c(status):
+    """True for a worker killed by SIGINT: the parent got its own, and stops next."""
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT
 
 
 def stop_workers(workers):

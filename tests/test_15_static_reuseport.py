@@ -1,0 +1,141 @@
+"""Lesson 15: N worker processes, each with its own SO_REUSEPORT listener on the one port.
+
+The shared contract and the concurrent-server tests run on lesson 15
+elsewhere (tests/servers.py counts its resident workers).  Here is what only
+this lesson promises: every worker owns a listening socket of its own, all
+on the same port (with --shared: one socket for all); the kernel spreads new
+connections across them; a dead worker's share goes to the others; and
+--cpu-pin gives each worker a CPU of its own.
+"""
+
+import os
+import signal
+import socket
+
+import pytest
+
+import rawhttp
+from servers import import_lesson, script_path, wait_for
+
+LESSON = script_path("15_static_reuseport")
+HELD = 40  # connections held open at once: the chance that all hash to one of 2 workers is 2**-39
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc") or not hasattr(socket, "SO_REUSEPORT"),
+                                reason="reads /proc; needs SO_REUSEPORT")
+
+
+def workers_of(server, count):
+    """The worker pids, once the parent has started all `count` of them."""
+    assert wait_for(lambda: len(server.group_members()) == count + 1), \
+        "expected %d workers besides the parent: %s" % (count, server.group_members())
+    return sorted(pid for pid in server.group_members() if pid != server.pid)
+
+
+def listening_inodes(port):
+    """The inodes of the listening TCP sockets on this port (any address)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid):
+    inodes = set()
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    return inodes
+
+
+def hold_connections(server, count):
+    """Open `count` connections, each answered once and then kept alive."""
+    clients = []
+    try:
+        for _ in range(count):
+            sock = rawhttp.connect(server.port)
+            clients.append(sock)
+            sock.sendall(rawhttp.build_request("/notes.txt"))
+            assert rawhttp.ResponseReader(sock).read_response().status == 200
+    except BaseException:
+        for sock in clients:
+            sock.close()
+        raise
+    return clients
+
+
+def test_each_worker_owns_a_listening_socket_of_its_own_on_the_one_port(launch, docroot):
+    server = launch(LESSON, "--workers", "3", directory=docroot)
+    workers = workers_of(server, 3)
+    listening = listening_inodes(server.port)
+    owned = [socket_inodes(pid) & listening for pid in workers]
+    assert [len(mine) for mine in owned] == [1, 1, 1], "one listener in each worker"
+    assert len(set.union(*owned)) == 3, "three different sockets, bound to one port"
+
+
+def test_with_shared_every_worker_holds_the_one_listener(launch, docroot):
+    server = launch(LESSON, "--workers", "2", "--shared", directory=docroot)
+    workers = workers_of(server, 2)
+    listening = listening_inodes(server.port)
+    assert len(listening) == 1, "one listening socket"
+    assert all(socket_inodes(pid) & listening == listening for pid in workers)
+    assert http_status(server) == 200
+
+
+def http_status(server):
+    with rawhttp.connect(server.port) as sock:
+        sock.sendall(rawhttp.build_request("/notes.txt"))
+        return rawhttp.ResponseReader(sock).read_response().status
+
+
+def test_the_kernel_spreads_new_connections_across_the_workers(launch, docroot):
+    server = launch(LESSON, "--workers", "2", "--timeout", "60", directory=docroot)
+    workers = workers_of(server, 2)
+    clients = hold_connections(server, HELD)
+    try:
+        # Each worker holds its listener and some of the connections.
+        held = [server.open_descriptors([pid], sockets_only=True) - 1 for pid in workers]
+        assert sum(held) == HELD
+        assert min(held) >= 1, "every worker got some of %d new connections: %s" % (HELD, held)
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_when_a_worker_dies_the_others_take_every_new_connection(launch, docroot):
+    server = launch(LESSON, "--workers", "2", directory=docroot)
+    dead = workers_of(server, 2)[0]
+    os.kill(dead, signal.SIGKILL)
+    assert wait_for(lambda: dead not in server.group_members()), "the parent reaps it"
+    # Were its listener still open somewhere, about half of these would wait forever.
+    assert [http_status(server) for _ in range(20)] == [200] * 20
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs and sched_getaffinity")
+def test_cpu_pin_gives_each_worker_a_cpu_of_its_own(launch, docroot):
+    server = launch(LESSON, "--workers", "2", "--cpu-pin", directory=docroot)
+    workers = workers_of(server, 2)
+    assert wait_for(lambda: all(len(os.sched_getaffinity(pid)) == 1 for pid in workers))
+    cpus = [os.sched_getaffinity(pid) for pid in workers]
+    assert cpus[0] != cpus[1]
+    assert http_status(server) == 200
+
+
+def test_without_so_reuseport_it_names_the_lessons_to_run_instead(monkeypatch):
+    lesson = import_lesson("15_static_reuseport")
+    monkeypatch.delattr(lesson.socket, "SO_REUSEPORT")
+    with pytest.raises(SystemExit) as stopped:
+        lesson.prepare(lesson.parse_args(["0"]))
+    message = str(stopped.value.code)
+    assert "lesson 14" in message and "13" in message and "\n" not in message

@@ -30,8 +30,8 @@ Try it (Linux; macOS accepts SO_REUSEPORT but does not spread connections)
     ss -ltnp 'sport = :7890'           # one listening socket per worker
     python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 2000
     python3 lessons/15_static_reuseport.py --workers 2 --cpu-pin
-    strace -c -f -e trace=accept4,epoll_wait -p $(pgrep -of 15_static_reuseport)
-              # then load it; with --shared: accept4 errors (EAGAIN) = the herd
+    strace -c -f -e trace=accept4,epoll_wait python3 lessons/15_static_reuseport.py \
+        --workers 2 --shared    # load it, Ctrl+C: accept4 errors (EAGAIN) = the herd
 
 Exercise
 --------
@@ -95,10 +95,11 @@ def serve_forever(listener, site):
             sock.close()
         while workers:
             pid, status = os.wait()
-            index = workers.pop(pid, None)
-            if index is not None and not ended_by_ctrl_c(status):
-                log(("-",), "- (worker %d, pid %d, ended: status %d)" % (index, pid, status),
-                    None, 0)
+            index = workers.pop(pid)
+            if ended_by_ctrl_c(status):
+                raise KeyboardInterrupt  # it reached the worker first (strace delays ours)
+            log(("-",), "- (worker %d, pid %d, ended: status %d)" % (index, pid, status),
+                None, 0)
         sys.exit("Every worker has ended; stopping.")
     finally:
         stop_workers(workers)  # Ctrl+C, or `kill -INT` sent to the parent only
@@ -139,12 +140,13 @@ def run_worker(index, listeners, site):
 
 
 def ended_by_ctrl_c(status):
-    """True for a worker killed by SIGINT: the parent got its own, and stops next."""
+    """True for a worker killed by SIGINT: Ctrl+C, which stops the parent too."""
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT
 
 
 def stop_workers(workers):
     """Forward Ctrl+C to every worker still running, and reap them all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # our own Ctrl+C may still be on its way
     for pid in workers:
         try:
             os.kill(pid, signal.SIGINT)

@@ -30,8 +30,8 @@ Try it (Linux; macOS accepts SO_REUSEPORT but does not spread connections)
     ss -ltnp 'sport = :7890'           # one listening socket per worker
     python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 2000
     python3 lessons/15_static_reuseport.py --workers 2 --cpu-pin
-    strace -c -f -e trace=accept4,epoll_wait -p $(pgrep -of 15_static_reuseport)
-              # then load it; with --shared: accept4 errors (EAGAIN) = the herd
+    strace -c -f -e trace=accept4,epoll_wait python3 lessons/15_static_reuseport.py \
+        --workers 2 --shared    # load it, Ctrl+C: accept4 errors (EAGAIN) = the herd
 
 Exercise
 --------
@@ -96,9 +96,9 @@ def serve_forever(listener, site):
         # takes over a dead one's listener, and the connections queued on it.
         while workers:
             pid, status = os.wait()
-            index = workers.pop(pid, None)
-            if index is None or ended_by_ctrl_c(status):
-                continue  # no replacement for a worker that Ctrl+C ended
+            index = workers.pop(pid)
+            if ended_by_ctrl_c(status):
+                raise KeyboardInterrupt  # it reached the worker first (strace delays ours)
             log(("-",), "- (worker %d, pid %d, ended: status %d; starting another)"
                 % (index, pid, status), None, 0)
             start_worker(index, listeners, site, workers)
@@ -144,12 +144,13 @@ def run_worker(index, listeners, site):
 
 
 def ended_by_ctrl_c(status):
-    """True for a worker killed by SIGINT: the parent got its own, and stops next."""
+    """True for a worker killed by SIGINT: Ctrl+C, which stops the parent too."""
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT
 
 
 def stop_workers(workers):
     """Forward Ctrl+C to every worker still running, and reap them all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # our own Ctrl+C may still be on its way
     for pid in workers:
         try:
             os.kill(pid, signal.SIGINT)

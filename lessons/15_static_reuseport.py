@@ -11,10 +11,12 @@ worker.  ``--shared`` shows the older way: the workers inherit ONE listener
 from the parent, each new connection wakes every waiting worker (the
 thundering herd, 惊群), one accept() wins, the others get EAGAIN.
 
-C10M needs more than this file (the page says more): RSS/RPS spread the
-packets of a flow over the cores' queues, io_uring batches system calls
-(no epoll_wait + recv + send per request), and kernel bypass (DPDK, XDP)
-takes the NIC away from the kernel's TCP stack altogether.
+The source's point (15.1): past C10K the kernel itself is the bottleneck
+(内核正是导致C10M问题的关键), so C10M needs more than this file (the page
+says more): RSS/RPS spread the packets of a flow over the cores' queues,
+io_uring batches system calls (no epoll_wait + recv + send per request),
+and kernel bypass (DPDK, XDP) takes the NIC away from the kernel's TCP
+stack altogether.
 
 What changed from the source, and why (the source has no code for C10M)
 * one listener per worker, not one shared: no herd, no accept lock;
@@ -28,7 +30,7 @@ Try it (Linux; macOS accepts SO_REUSEPORT but does not spread connections)
     python3 lessons/15_static_reuseport.py --workers 2   # http://127.0.0.1:7890/
     ps -o pid,psr,cmd --ppid $(pgrep -of 15_static_reuseport)   # the workers
     ss -ltnp 'sport = :7890'           # one listening socket per worker
-    python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 2000
+    python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 1000
     python3 lessons/15_static_reuseport.py --workers 2 --cpu-pin
     strace -c -f -e trace=accept4,epoll_wait python3 lessons/15_static_reuseport.py \
         --workers 2 --shared    # load it, Ctrl+C: accept4 errors (EAGAIN) = the herd

@@ -92,8 +92,10 @@ async def serve_client(reader, writer, site):
     """One client, from its first byte to the close: a coroutine, not a thread."""
     conn = Connection(writer.get_extra_info("socket"),
                       writer.get_extra_info("peername") or ("-",), 0.0)
+    finished = False
     try:
         await converse(conn, reader, writer, site)
+        finished = True
     except OSError as error:  # reset, broken pipe, a file that changed, a client not reading
         log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
     finally:
@@ -102,7 +104,12 @@ async def serve_client(reader, writer, site):
                 piece.file.close()
         conn.outgoing.clear()
         conn.closed = True
-        writer.close()  # also when cancelled at Ctrl+C
+        if finished:
+            writer.close()  # after the transport has sent what it buffered
+        else:
+            # An error, a timeout or Ctrl+C: drop what is buffered.  close()
+            # would wait for a client that stopped reading, for ever.
+            writer.transport.abort()
 
 
 async def converse(conn, reader, writer, site):

@@ -33,7 +33,7 @@ What changed from the source's code, and why (details on the lesson's page)
 Try it
 ------
     python3 lessons/14_static_asyncio.py              # http://127.0.0.1:7890/
-    python3 lessons/14_static_asyncio.py --quiet &    # then C10K, in about 3 s:
+    python3 lessons/14_static_asyncio.py --quiet &    # then C10K, in about 2 s:
     python3 -m bench.loadgen http://127.0.0.1:7890/ --connections 10000
     python3 -X dev lessons/14_static_asyncio.py       # asyncio's debug mode: slow callbacks
     python3 -c "import selectors; print(selectors.DefaultSelector)"  # which loop you get
@@ -80,8 +80,12 @@ def serve_forever(listener, site):
 async def serve(listener, site):
     """Hand the bound listener to asyncio: from now on, one coroutine per client."""
     asyncio.get_running_loop().set_exception_handler(report_loop_trouble)
+    # backlog: asyncio does more work per accept() than lesson 13 (a task, a
+    # transport, a reader and a writer per client), so a burst of clients
+    # needs a deeper listen queue, or the kernel drops their SYNs and each
+    # dropped one retries a second later (C10K: 6 s with 128, 2 s with 1024).
     await asyncio.start_server(lambda reader, writer: serve_client(reader, writer, site),
-                               sock=listener, backlog=128)
+                               sock=listener, backlog=1024)
     # Serve until Ctrl+C: asyncio.run() then cancels this coroutine and every
     # client's.  (Not server.serve_forever(): since Python 3.12 its exit waits
     # for every client to leave, and a kept-alive one may never leave.)

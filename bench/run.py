@@ -496,7 +496,7 @@ def lesson_help(script):
 def servers_to_measure(lesson_ids=None, anchors=True, caches="both", folder=None):
     """The servers to measure, in table order, and what is skipped.
 
-    Every server lesson that exists (06-13, or those named), each with its
+    Every server lesson that exists (06-14, or those named), each with its
     caches on and/or off (caches: "on", "off" or "both"); then the anchors,
     measured once.  Returns (servers, skipped), skipped as result rows
     (name, label, cache, skipped: reason), each in its place in the table.
@@ -505,7 +505,7 @@ def servers_to_measure(lesson_ids=None, anchors=True, caches="both", folder=None
     entries = []  # Lesson objects and skipped rows, in table order
     if lesson_ids is None:
         scripts = sorted(path for path in folder.glob("[0-9][0-9]_static_*.py")
-                         if 6 <= int(path.name[:2]) <= 13)
+                         if 6 <= int(path.name[:2]) <= 14)
     else:
         scripts = [folder / (name + ".py") for name in lesson_ids]
     for script in scripts:
@@ -555,7 +555,7 @@ def on_load_cpu(cpu):
 
 def measure(lesson_ids=None, concurrency=CONCURRENCY, quick=False, anchors=True,
             hold=None, log=print, caches="both", folder=None):
-    """Measure the lessons (default: every server lesson 06-13 that exists) and the anchors.
+    """Measure the lessons (default: every server lesson 06-14 that exists) and the anchors.
 
     Returns a list of dicts.  The first describes the machine and the
     settings (name "environment").  Then one per server, in table order: a
@@ -713,6 +713,11 @@ def model_sentences(env):
               "and answering each request; it does not show requests that need CPU time (one "
               "slow request stalls every connection), nor how nginx uses more cores, one such "
               "loop per core.",
+        "14": "**14 · asyncio streams**: one thread, a coroutine per connection, on asyncio's "
+              "default loop (selectors: epoll here), so its row is lesson 13's model with "
+              "asyncio's transports, tasks and stream objects added to each request's cost; "
+              "it does not show that the same code runs on kqueue (macOS) unchanged, nor "
+              "uvloop, a faster drop-in loop outside the standard library.",
     }
 
 
@@ -942,7 +947,7 @@ def parse_args(argv):
                         help="measure each lesson with its caches on, off (--no-cache), or "
                              "both side by side (default: both; the anchors run once)")
     parser.add_argument("--lessons", nargs="+", metavar="ID",
-                        help="lesson ids (default: every server lesson 06-13 that exists)")
+                        help="lesson ids (default: every server lesson 06-14 that exists)")
     parser.add_argument("--no-anchors", action="store_true",
                         help="skip python3 -m http.server and nginx")
     parser.add_argument("--hold", type=int, metavar="N", help="connections in the hold test")

@@ -172,8 +172,9 @@ async def send_outgoing(conn, writer, timeout):
             continue
         writer.write(piece)
         conn.outgoing.popleft()
-        async with asyncio.timeout(timeout):
-            await writer.drain()
+        if writer.transport.get_write_buffer_size():  # the socket did not take it all
+            async with asyncio.timeout(timeout):
+                await writer.drain()
 
 
 async def send_file(loop, transport, body, timeout):

@@ -214,7 +214,10 @@ def add_arguments(parser):
 
 
 def prepare(args):
-    """Nothing to check or set up before listening: asyncio runs on every system."""
+    """asyncio runs on every system; asyncio.timeout() needs Python 3.11."""
+    if not hasattr(asyncio, "timeout"):
+        sys.exit("Lesson 14 needs Python 3.11 or newer (asyncio.timeout); this is %d.%d"
+                 % sys.version_info[:2])
 
 
 # ==== shared block "http" ======================================================================

@@ -247,6 +247,9 @@ def add_arguments(parser):
 
 
 def prepare(args):
+    if not hasattr(asyncio, "timeout"):
+        sys.exit("Lesson 14 needs Python 3.11 or newer (asyncio.timeout); this is %d.%d"
+                 % sys.version_info[:2])
     if args.max_connections is not None and args.max_connections < 1:
         sys.exit("--max-connections must be 1 or more")
 

@@ -68,7 +68,7 @@ def test_a_client_beyond_the_limit_waits_and_is_served_when_a_slot_frees(exercis
 
 
 @pytest.mark.points(2)
-def test_a_client_that_waits_longer_than_the_timeout_gets_503_with_retry_after(
+def test_a_client_that_waits_longer_than_the_timeout_is_refused_with_retry_after(
         exercise, http, site):
     server = start(exercise, site, limit=1, timeout=1.5)
     busy = served(http, server)

@@ -205,6 +205,10 @@ def report_loop_trouble(loop, context):
     Out of descriptors, accept() fails with EMFILE: asyncio's loop stops
     watching the listener for a second (lesson 13 does the same by hand).
     """
+    if loop.is_closed():
+        # After Ctrl+C, a task collected unfinished is no news, and the log is
+        # locked for the exit: logging would wait for ever.
+        return
     error = context.get("exception")
     log(("-",), "- (%s%s)" % (context["message"], ": %s" % error if error else ""), None, 0)
 

@@ -713,6 +713,11 @@ def model_sentences(env):
               "and answering each request; it does not show requests that need CPU time (one "
               "slow request stalls every connection), nor how nginx uses more cores, one such "
               "loop per core.",
+        "14": "**14 · asyncio streams**: one thread, a coroutine per connection, on asyncio's "
+              "default loop (selectors: epoll here), so its row is lesson 13's model with "
+              "asyncio's transports, tasks and stream objects added to each request's cost; "
+              "it does not show that the same code runs on kqueue (macOS) unchanged, nor "
+              "uvloop, a faster drop-in loop outside the standard library.",
         "15": "**15 · SO_REUSEPORT workers**: lesson 13's event loop (on `selectors`) in one "
               "worker process per CPU, each accepting from its own listener on the one port, "
               "the kernel choosing the listener by a hash of each connection's 4-tuple; %s, "

@@ -202,7 +202,7 @@ def prepare(args):
 
 
 # ==== shared block "http" ======================================================================
-# Identical in lessons 06-13; explained on lesson 06's page.  Edit it in lessons/06 only, then
+# Identical in lessons 06-15; explained on lesson 06's page.  Edit it in lessons/06 only, then
 # run `python3 -m tools.sync_shared` to copy it into every lesson and solution.
 
 DEFAULT_PORT = 7890

@@ -33,6 +33,7 @@ STATIC_SERVERS = [
     "11_static_gevent",
     "12_static_nonblocking",
     "13_static_epoll",
+    "14_static_asyncio",
     "15_static_reuseport",
 ]
 

@@ -329,7 +329,7 @@ def test_the_report_has_both_tables_ratios_and_one_sentence_per_model():
         in off
     assert "| nginx | 160,000" in on and "| nginx | 160,000" in off  # measured once, shown twice
     sentences = table.split("## What each row shows, and what it does not")[1]
-    for number in ("06", "07", "08", "09", "10", "11", "12", "13"):
+    for number in ("06", "07", "08", "09", "10", "11", "12", "13", "14"):
         assert sentences.count("- **%s · " % number) == 1
 
 

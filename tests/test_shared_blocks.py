@@ -17,6 +17,7 @@ from tools import lesson_figures, sync_shared
 FAMILIES = {
     "blocking": (["06", "07", "08", "09", "10", "11"], {"http", "blocking connection"}),
     "non-blocking": (["12", "13", "15"], {"http", "non-blocking connection"}),
+    "asyncio": (["14"], {"http"}),  # asyncio's streams are its connection plumbing
 }
 SERVER_FILES = [(folder, number, blocks)
                 for numbers, blocks in FAMILIES.values() for number in numbers

@@ -333,7 +333,8 @@ def main(argv=None):
     limit = raise_descriptor_limit()
     if args.connections > limit - 10:
         sys.exit("%d connections need more descriptors than RLIMIT_NOFILE allows (%d);"
-                 " raise the hard limit (ulimit -Hn)" % (args.connections, limit))
+                 " raise the hard limit (ulimit -Hn shows it; /etc/security/limits.conf"
+                 " raises it)" % (args.connections, limit))
     report = load(args.url, expected, args.connections, args.requests, args.timeout,
                   args.connect_deadline)
     print(json.dumps(report) if args.json else summary(report))

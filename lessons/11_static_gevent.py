@@ -743,6 +743,30 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def raise_descriptor_limit():
+    """Raise our soft RLIMIT_NOFILE (`ulimit -n`) to the hard limit; say what we got.
+
+    Every connection costs a descriptor, and many systems start programs with
+    a soft limit of 1024: a server that means to hold thousands of clients
+    asks for its whole allowance itself.  POSIX only (Windows has no rlimits).
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # macOS: an "unlimited" hard limit cannot be had
+            pass
+    got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    shown = lambda limit: "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+    if got == soft:
+        return "Descriptors: up to %s open at once (hard limit %s)" % (shown(got), shown(hard))
+    return "Descriptors: up to %s open at once (raised from %s)" % (shown(got), shown(soft))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -752,6 +776,7 @@ def main(argv=None):
     if not os.path.isdir(args.directory):
         sys.exit("No such folder to serve: %s (choose one with --directory)" % args.directory)
     prepare(args)
+    descriptors = raise_descriptor_limit()
     site = Site(args)
     site.apply()
     try:
@@ -764,6 +789,8 @@ def main(argv=None):
         try:  # from the moment the line below is out, Ctrl+C may come
             print("Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port),
                   flush=True)
+            if descriptors:  # on stderr, after the startup line: that line stays first
+                print(descriptors, file=sys.stderr, flush=True)
             serve_forever(listener, site)
         except KeyboardInterrupt:
             LOG_LOCK.acquire(timeout=1)  # a daemon thread stopped inside a write would abort the exit

@@ -66,6 +66,27 @@ def missing(what, why):
     print("SKIPPED: %s -- %s" % (what, why))
 
 
+def warn(what, why):
+    """Say plainly that a part of the notebook measures less than it should, and why."""
+    print("WARNING: %s -- %s" % (what, why))
+
+
+def raise_descriptor_limit():
+    """Raise this kernel's soft RLIMIT_NOFILE to the hard limit, as the lessons do.
+
+    The servers and bench/loadgen.py raise their own; wrk inherits ours.
+    Returns (soft before, soft now, hard).
+    """
+    import resource  # POSIX only, like the rest of this notebook's /proc reading
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # an "unlimited" hard limit cannot always be had
+            pass
+    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard
+
+
 # ---------------------------------------------------------------------------
 # Starting and always stopping servers
 # ---------------------------------------------------------------------------
@@ -243,6 +264,103 @@ def migrations(pid):
     except (OSError, ValueError):
         pass
     return None
+
+
+def context_switches(pids):
+    """{(pid, tid): voluntary + nonvoluntary context switches} of every thread of these processes."""
+    counts = {}
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue  # it exited meanwhile
+        for tid in tids:
+            try:
+                status = Path("/proc/%d/task/%s/status" % (pid, tid)).read_text()
+            except OSError:
+                continue
+            total = 0
+            for line in status.splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split(":")[1])
+            counts[(pid, int(tid))] = total
+    return counts
+
+
+class SwitchCounter:
+    """Counts a server's context switches while a load runs, over all its processes and threads.
+
+    A forking server's children exit when their connection closes, and their
+    counts go with them: so /proc is sampled every `interval` seconds and the
+    last count seen of each thread is kept.  What a thread does after its last
+    sample is missed (a few switches at most: the count is a floor).
+    """
+
+    def __init__(self, server, interval=0.05):
+        self.server = server
+        self.interval = interval
+        self.before = {}
+        self.last = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.last.update(context_switches(group_pids(self.server)))
+            self._stop.wait(self.interval)
+
+    @property
+    def total(self):
+        return sum(count - self.before.get(task, 0) for task, count in self.last.items())
+
+    def __enter__(self):
+        self.before = context_switches(group_pids(self.server))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        self.last.update(context_switches(group_pids(self.server)))
+
+
+def start_with_cpu_route(servers, lesson, *args):
+    """Start a lesson through notebooks/cpu_route.py: the lesson unchanged, plus one
+    CPU-bound path, /cpu-burn?seconds=S (see that file)."""
+    return servers.start(NOTEBOOKS / "cpu_route.py", *args, leading_args=(str(lesson),))
+
+
+def cpu_stall(server, seconds=2.0, probes=5):
+    """While one client's /cpu-burn request computes, how long do other clients wait?
+
+    Starts the CPU-bound request, waits until the server says it has started
+    computing, then times `probes` ordinary requests for /index.html one after
+    the other.  Returns (slow request's seconds, [each probe's seconds]), or
+    (None, None) if the lesson never started computing (cpu_route.py wraps the
+    shared block's answer(): a lesson that answers otherwise has no /cpu-burn).
+    """
+    import rawhttp  # tests/rawhttp.py
+    slow = {}
+
+    def burn():
+        started = time.monotonic()
+        rawhttp.request(server.port, "/cpu-burn?seconds=%g" % seconds, timeout=seconds + 30)
+        slow["seconds"] = time.monotonic() - started
+
+    burner = threading.Thread(target=burn, daemon=True)
+    burner.start()
+    try:
+        harness.wait_for_output(server, r"^cpu-burn: .* starts$", timeout=10)
+    except AssertionError:  # the lesson does not answer through the shared answer()
+        burner.join(seconds + 35)
+        return None, None
+    waits = []
+    for _ in range(probes):
+        started = time.monotonic()
+        rawhttp.request(server.port, "/index.html", timeout=seconds + 30)
+        waits.append(time.monotonic() - started)
+    burner.join(seconds + 35)
+    return slow.get("seconds"), waits
 
 
 def read_first_line(path, default="(not available here)"):

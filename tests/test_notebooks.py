@@ -65,6 +65,46 @@ def test_notebook_cells_have_slide_types(name):
     assert not untyped, "cells %s have no slide type for the reveal.js export" % untyped
 
 
+def cell_output(notebook, cell_id):
+    """Everything one cell showed: its printed text and its HTML tables, as one string."""
+    [cell] = [cell for cell in notebook.cells if cell.get("id") == cell_id]
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        parts.append(output.get("data", {}).get("text/html", ""))
+    return "".join("".join(part) if isinstance(part, list) else part for part in parts)
+
+
+def table_row(text, first_cell):
+    """The cells of the HTML table row that starts with first_cell."""
+    row = re.search(r"<tr><td>%s</td>(.*?)</tr>" % re.escape(first_cell), text)
+    assert row, "no row for %s in:\n%s" % (first_cell, text)
+    return re.findall(r"<td>(.*?)</td>", row[1])
+
+
+def check_c10k_outputs(notebook):
+    """Notebook 02 raises its descriptor limit, counts context switches, and shows the stall."""
+    setup = cell_output(notebook, notebook.cells[1].get("id"))
+    assert re.search(r"descriptors per process: soft limit \d+", setup), setup
+    # Context switches per 1,000 requests, for a process, a thread and an event loop per client.
+    switches = cell_output(notebook, "context-switches-table")
+    per_thousand = {}
+    for stem in ("08_static_fork", "10_static_threading", "13_static_epoll"):
+        cells = table_row(switches, stem)
+        assert int(cells[1]) > 0 and int(cells[2]) > 0, cells  # requests and switches counted
+        per_thousand[stem] = float(cells[3])
+    assert per_thousand["13_static_epoll"] < per_thousand["08_static_fork"], per_thousand
+    # Memory per connection, times ten million, for every server that held 100 connections.
+    assert "GiB for 10 M connections" in cell_output(notebook, "memory-10m-table")
+    # One CPU-bound request: lesson 08 keeps serving, the event loops 11 and 13 stall.
+    stall = cell_output(notebook, "cpu-stall-table")
+    assert table_row(stall, "08_static_fork")[-1] == "keeps serving", stall
+    stalled = ["11_static_gevent", "13_static_epoll"]
+    stalled += ["14_static_asyncio"] if "<td>14_static_asyncio</td>" in stall else []
+    for stem in stalled:
+        assert table_row(stall, stem)[-1] == "stalled for the whole computation", stall
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom_and_leaves_no_server_behind(name):
@@ -77,6 +117,8 @@ def test_notebook_runs_top_to_bottom_and_leaves_no_server_behind(name):
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     assert not errors
+    if name == "02_c10k":
+        check_c10k_outputs(notebook)
     left = processes_marked(mark)
     assert not left, "processes still running after the notebook: %s" % left
 

@@ -1,6 +1,7 @@
 """The course site has no dead ends on a fresh clone: every link between its pages
 leads to a file in html/ (the home page's one deliberate 404 aside), and the
-notebook pages, until rendered, say how to render them.
+notebook pages are a committed reference run (or, in a copy without one, a page that
+says how to render them).
 
 Read from the files, without a server: what any lesson serves is html/ itself.
 """
@@ -17,7 +18,7 @@ NOTEBOOK_PAGES = ["notebooks/01_http_structure.html", "notebooks/02_c10k.html"]
 
 
 def site_pages():
-    """The site's own pages: not what notebooks/export.py renders (it is not committed)."""
+    """The site's own pages, and the notebook pages (the committed reference run)."""
     pages = [*SITE.glob("*.html"), *SITE.glob("*/index.html"), *SITE.glob("lessons/*.html")]
     pages += [SITE / page for page in NOTEBOOK_PAGES]
     return sorted(set(pages))
@@ -66,3 +67,12 @@ def test_a_notebook_page_not_rendered_yet_says_how_to_render_it_and_links_home(n
     assert "python notebooks/export.py" in page  # as .venv/bin/python, after the full install
     assert '<link rel="stylesheet" href="/style.css">' in page
     assert '<a href="/">' in page
+
+
+def test_the_c10k_reference_run_is_committed_and_says_which_run_it_is():
+    page = (SITE / "notebooks/02_c10k.html").read_text(encoding="utf-8")
+    assert "not rendered yet" not in page, "commit a reference run: python3 notebooks/export.py"
+    assert "full run" in page or "QUICK run" in page  # the first cell's output says which
+    assert "Traceback" not in page
+    slides = SITE / "notebooks/02_c10k.slides.html"
+    assert slides.is_file() and 'class="reveal"' in slides.read_text(encoding="utf-8")

@@ -96,3 +96,15 @@ def test_code_only_lines_leave_out_docstrings_comments_and_blank_lines():
 def test_broken_fences_are_named(text, error):
     with pytest.raises(sync_shared.FenceError, match=error):
         sync_shared.blocks(text)
+
+
+@pytest.mark.parametrize("name", lesson_figures.SERVER_LESSONS)
+def test_a_server_lessons_docstring_names_its_parts_its_grading_command_and_its_page(name):
+    doc = ast.get_docstring(ast.parse(lesson_figures.lesson_path(name[:2]).read_text(
+        encoding="utf-8")))
+    assert doc.startswith("Lesson %s · " % name[:2])
+    for heading in ("What changed from the source", "Try it", "Exercise"):
+        assert heading in doc, heading
+    text = " ".join(doc.split())
+    assert "python3 -m pytest tests/exercises --submission my_answers -k %s" % name[:2] in text
+    assert "http://127.0.0.1:7890/lessons/%s.html" % name in text

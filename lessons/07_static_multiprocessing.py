@@ -714,12 +714,16 @@ def log_answer(address, request, reply):
         log(address, request.request_line if request else "-", reply.status, reply.body_size)
 
 
-def open_listener(bind, port):
+def open_listener(bind, port, reuse_port=False):
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     # Without SO_REUSEADDR a restarted server cannot bind while old
     # connections sit in TIME_WAIT (about a minute on Linux).
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Lesson 15: other listeners may bind the same port, each of them
+        # setting it before bind(); the kernel spreads connections among them.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((bind, port))
     listener.listen(128)  # connections the kernel queues while we are busy
     return listener
@@ -780,7 +784,8 @@ def main(argv=None):
     site = Site(args)
     site.apply()
     try:
-        listener = open_listener(args.bind, args.port)
+        # A lesson's prepare() may ask for SO_REUSEPORT (lesson 15).
+        listener = open_listener(args.bind, args.port, getattr(args, "reuse_port", False))
     except OSError as error:
         sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
     with listener:

@@ -84,7 +84,7 @@ def serve_forever(listener, site):
     if options.shared:
         listeners = [listener] * options.workers  # one socket, inherited by all
     else:
-        listeners = [listener] + [open_reuseport_listener(options.bind, port)
+        listeners = [listener] + [open_listener(options.bind, port, reuse_port=True)
                                   for _ in range(options.workers - 1)]
     workers = {}  # pid -> index
     try:
@@ -160,18 +160,6 @@ def stop_workers(workers):
         except ChildProcessError:
             pass
     workers.clear()
-
-
-def open_reuseport_listener(bind, port):
-    """open_listener() with SO_REUSEPORT: it may share its port with others that set it."""
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Set before bind(), on every socket of the group, by the same user.
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    listener.bind((bind, port))
-    listener.listen(128)
-    return listener
 
 
 class WorkerLoop:
@@ -312,7 +300,6 @@ def add_arguments(parser):
 
 
 def prepare(args):
-    global open_listener
     if not hasattr(os, "fork") or not (args.shared or hasattr(socket, "SO_REUSEPORT")):
         sys.exit("Lesson 15 needs os.fork and SO_REUSEPORT, which this platform lacks: "
                  "run lesson 14 (14_static_asyncio.py) or 13 (13_static_epoll.py) instead.")
@@ -320,10 +307,9 @@ def prepare(args):
         sys.exit("--workers must be at least 1, not %d" % args.workers)
     if args.cpu_pin and not hasattr(os, "sched_setaffinity"):
         sys.exit("--cpu-pin needs os.sched_setaffinity (Linux); run without it.")
-    if not args.shared:
-        # main() (shared block) opens the first listener with open_listener():
-        # this one sets SO_REUSEPORT, so that the other workers' can join it.
-        open_listener = open_reuseport_listener
+    # main() (shared block) opens the first listener: with SO_REUSEPORT set, so
+    # that the other workers' listeners can join its port.
+    args.reuse_port = not args.shared
 
 
 # ==== shared block "http" ======================================================================
@@ -888,12 +874,16 @@ def log_answer(address, request, reply):
         log(address, request.request_line if request else "-", reply.status, reply.body_size)
 
 
-def open_listener(bind, port):
+def open_listener(bind, port, reuse_port=False):
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     # Without SO_REUSEADDR a restarted server cannot bind while old
     # connections sit in TIME_WAIT (about a minute on Linux).
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Lesson 15: other listeners may bind the same port, each of them
+        # setting it before bind(); the kernel spreads connections among them.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((bind, port))
     listener.listen(128)  # connections the kernel queues while we are busy
     return listener
@@ -954,7 +944,8 @@ def main(argv=None):
     site = Site(args)
     site.apply()
     try:
-        listener = open_listener(args.bind, args.port)
+        # A lesson's prepare() may ask for SO_REUSEPORT (lesson 15).
+        listener = open_listener(args.bind, args.port, getattr(args, "reuse_port", False))
     except OSError as error:
         sys.exit("Cannot listen on %s port %d: %s" % (args.bind, args.port, error.strerror))
     with listener:

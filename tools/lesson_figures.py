@@ -28,7 +28,7 @@ LIMITS = {
     ("06", "07"): 200, ("07", "08"): 80, ("08", "09"): 80, ("09", "10"): 80,
     ("07", "10"): 80, ("10", "11"): 80, ("11", "12"): 250, ("12", "13"): 200,
     ("13", "14"): 286,  # the epoll loop and the non-blocking block out, coroutines in
-    ("13", "15"): 241,  # a parent and its workers, and the loop moved to selectors
+    ("13", "15"): 231,  # a parent and its workers, and the loop moved to selectors
 }
 MAX_DOCSTRING_LINES = 60
 

@@ -10,7 +10,11 @@ Each test module grades one exercise: its LESSON names the file it grades
 (LESSON + ".py" in the submission folder), its docstring's first line is the
 exercise's title, its HINT points into the lesson.  Each test is worth
 @pytest.mark.points(N) (1 by default) and may carry its own
-@pytest.mark.hint("...").  Tests start the submission only through the
+@pytest.mark.hint("...").  Points follow difficulty, on one scale for every
+exercise: 1 for a variant of a check already made, 2 for a check that a
+careful reading of the exercise passes, 3 for one that needs the lesson's
+model understood, 4 or 5 for one that needs concurrency reasoned out (a
+race, a timer, a process's life and death).  Tests start the submission only through the
 `exercise` fixture and talk to it only through the `http` fixture, so that a
 failure can show the conversation; see grading.py for what a report holds.
 

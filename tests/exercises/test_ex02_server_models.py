@@ -78,7 +78,7 @@ def test_n_clients_are_echoed_at_the_same_time(exercise, http, workers):
         client.close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_the_next_client_is_accepted_but_waits_until_a_worker_is_free(exercise, http):
     server = start_pool(exercise, 2)
     busy = [http.connect(server) for _ in range(2)]

@@ -140,7 +140,7 @@ def test_five_redirects_are_followed(exercise, site):
     assert code == 0 and FINAL_PAGE.decode().strip() in output
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_a_sixth_redirect_is_a_one_line_error_with_exit_status_1(exercise, site):
     code, output = fetch(exercise, site, "/chain/6", "--follow")
     assert len(site.paths()) == 6 and "/chain/0" not in site.paths(), \
@@ -148,7 +148,7 @@ def test_a_sixth_redirect_is_a_one_line_error_with_exit_status_1(exercise, site)
     assert code == 1, "too many redirects: exit status 1"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_a_redirect_loop_is_an_error_with_exit_status_1(exercise, site):
     code, output = fetch(exercise, site, "/loop/a", "--follow")
     assert code == 1, "a redirect loop: exit status 1"

@@ -71,7 +71,7 @@ def test_a_chunked_body_is_invited_with_continue_too(exercise, http):
     assert final.status == 200 and "hello world" in body_described(final)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_a_body_too_large_is_refused_at_once_instead_of_invited(exercise, http):
     server = start(exercise)
     with http.connect(server) as connection:  # an acceptable body is invited...

@@ -45,7 +45,7 @@ def served_on_a_kept_connection(http, server):
     return connection, worker_pid(response)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_n_workers_exist_from_the_start_and_no_process_is_made_per_connection(
         exercise, http, site):
     server = start(exercise, site)

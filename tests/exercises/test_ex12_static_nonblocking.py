@@ -84,7 +84,7 @@ def test_a_half_sent_request_costs_no_cpu_and_holds_up_no_one(
     assert response.status == 200 and response.body == (site / "notes.txt").read_bytes()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="measures CPU through /proc")
 def test_output_waiting_for_a_slow_reader_costs_no_cpu(server_with_idle_clients, http, site):
     server = server_with_idle_clients

@@ -52,7 +52,7 @@ def assert_idle_for(connection, seconds):
     connection.settimeout(rawhttp.TIMEOUT)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(4)
 def test_a_head_unfinished_s_seconds_after_its_first_byte_times_out_and_is_closed(
         exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
@@ -67,7 +67,7 @@ def test_a_head_unfinished_s_seconds_after_its_first_byte_times_out_and_is_close
     assert http.request(server, "/notes.txt").status == 200, "and others are still served"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_the_clock_starts_at_the_first_byte_and_stops_at_the_end_of_the_head(
         exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
@@ -84,7 +84,7 @@ def test_the_clock_starts_at_the_first_byte_and_stops_at_the_end_of_the_head(
         assert client.read_response().status == 200
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_the_idle_timeout_still_closes_idle_keep_alive_connections(exercise, http, site):
     server = start(exercise, site, timeout=1, header_timeout=10)
     with http.connect(server) as client:

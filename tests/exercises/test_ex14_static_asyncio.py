@@ -67,7 +67,7 @@ def test_a_client_beyond_the_limit_waits_and_is_served_when_a_slot_frees(exercis
     second.close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_a_client_that_waits_longer_than_the_timeout_is_refused_with_retry_after(
         exercise, http, site):
     server = start(exercise, site, limit=1, timeout=1.5)
@@ -91,7 +91,7 @@ def test_a_client_that_waits_longer_than_the_timeout_is_refused_with_retry_after
     busy.close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_every_way_a_connection_ends_gives_its_slot_back(exercise, http, site):
     server = start(exercise, site, limit=2, timeout=1)
     for _ in range(3):

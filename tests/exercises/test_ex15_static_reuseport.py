@@ -43,7 +43,7 @@ def replaced(server, killed):
                     and len(workers_of(server)) == WORKERS, REPLACED_WITHIN)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(4)
 def test_a_killed_worker_is_replaced_within_seconds(exercise, http, site):
     server, killed = start_and_kill_a_worker(exercise, site)
     assert replaced(server, killed), \
@@ -52,7 +52,7 @@ def test_a_killed_worker_is_replaced_within_seconds(exercise, http, site):
     assert http.request(server, "/notes.txt").status == 200
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_the_new_worker_takes_its_share_of_new_connections(exercise, http, site):
     server, killed = start_and_kill_a_worker(exercise, site)
     assert replaced(server, killed), "a new worker replaces the killed one"
@@ -73,7 +73,7 @@ def test_the_new_worker_takes_its_share_of_new_connections(exercise, http, site)
             client.close()
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(2)
 def test_after_a_replacement_ctrl_c_stops_every_worker(exercise, http, site):
     server, killed = start_and_kill_a_worker(exercise, site)
     assert replaced(server, killed), "a new worker replaces the killed one"

@@ -23,9 +23,12 @@ The three basic models (基本的服务器模型)
 3. Concurrent servers (并发服务器): a new process (``process``, with
    ``os.fork``) or thread (``thread``) per client, while the main one keeps
    accepting.  Multi-tasking and simple to write, but each client costs a
-   process or a thread: memory, creation time, and (for threads) locks and
-   the GIL for CPU-bound work.  Network I/O releases the GIL, so threads do
-   serve clients concurrently.  Coroutines (gevent) are lesson 11.
+   process or a thread: memory, creation time, and (for threads) locks
+   (同步互斥) and, in CPython's default build, the GIL: one thread runs
+   Python bytecode at a time, though blocking I/O and many C calls release
+   it, so threads do serve network clients concurrently.  The free-threaded
+   build (PEP 703: python3.13t, supported from 3.14 by PEP 779) has no GIL.
+   Coroutines (gevent) are lesson 11.
 
 The standard library's ``socketserver`` module packs these as classes
 (集成模块): ``threading-tcp`` is ``ThreadingTCPServer`` (= ``ThreadingMixIn``
@@ -40,7 +43,9 @@ What changed from the source, and why
 * The source's forking server (section 8) rightly closes the parent's copy
   of the client socket (else the client never sees the connection end) and
   avoids zombies by ignoring ``SIGCHLD``.  But its child, once done, falls
-  back into the accept loop and lives on as one more server.  Here each
+  back into the accept loop with the listener it closed: ``accept()`` raises
+  EBADF (an OSError), ``except Exception: continue`` swallows it, and the
+  child spins at 100 % CPU serving nobody, for ever.  Here each
   child ends with ``os._exit``, and the parent reaps children itself with
   ``waitpid`` on ``SIGCHLD``, which works the same on every POSIX system.
   Ctrl+C is held back while ``fork`` runs (``ctrl_c_held``): landing in the

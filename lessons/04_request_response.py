@@ -23,8 +23,8 @@ A visit to a web site, step by step (浏览器访问网站过程)
 4. The server parses the request and decides the answer -- here it only
    describes what it received; a real site runs its application code.
 5. The response (响应): status line, headers, a blank line, the body.
-6. The four-way close (四次挥手): FIN, ACK, FIN, ACK -- each side closes its
-   direction.  With keep-alive (HTTP/1.1's default) this happens only when
+6. The four-way close (四次挥手; the source's step 7 writes "四次回送", a
+   slip for 四次挥手): FIN, ACK, FIN, ACK -- each side closes its direction.  With keep-alive (HTTP/1.1's default) this happens only when
    the connection is done, after any number of requests; the page below
    numbers the requests on each connection so you can see it.
 
@@ -36,6 +36,8 @@ What changed from the source, and why
   Cookie, Host, Referer, User-Agent are sent by the browser).  Real response
   headers -- Content-Type, Content-Length, Date, Server, Set-Cookie -- come
   in lesson 05; this server's own answers carry a few.
+* The source's request-line example asks for ``/index.thml``: a typo for
+  ``/index.html`` (a server would answer 404).
 * "GET参数 &a=1&b=2" is not a body: GET parameters travel in the URL's query
   string (``/search?a=1&b=2``); POST (and PUT, PATCH) carry a body, whose
   length the client announces with ``Content-Length`` or sends in chunks

@@ -69,9 +69,11 @@ What changed from the source, and why
   it only says whether *this* connection stays open after the response.
 * "Vary: 告诉代理服务器缓存两种版本的资源": right, and it applies to browser
   caches too, not only proxies.
-* The source shows the request headers in two orders ("view source" and
-  "view parsed"): the order on the wire is the browser's; DevTools' parsed
-  view re-sorts them.  The client below prints the wire order.
+* The source swaps DevTools' two labels: the lists it marks "view source"
+  are the parsed views, and the ones it marks "view parsed" (starting with
+  ``HTTP/1.1 200 OK`` and ``GET / HTTP/1.1``) are the raw heads, as sent.
+  The two orders differ: the wire order is the sender's, and DevTools'
+  parsed view sorts the names.  The client below prints the wire order.
 * "br" (brotli) in the capture's Accept-Encoding needs a library outside
   Python's standard one, so our client asks only for ``gzip, deflate``.
 * The request head is read and parsed by lesson 06's code, files are found

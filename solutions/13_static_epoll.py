@@ -8,7 +8,8 @@ at least one is ready, then returns only those: a turn of the loop costs
 time in proportion to the sockets that are ready, not to the sockets that
 are open.  That is the source's IO multiplexing model (IO多路复用, section
 2.1) and its answer to C10K (section 14): one thread holds ten thousand
-connections.  nginx runs one such loop per worker process, a worker per core.
+connections.  nginx runs one such loop in each worker process, usually one
+worker per core.
 
 EpollServer below keeps lesson 12's shape (diff the two); what is new is
 epoll itself, EPOLLOUT watched only while output waits, level- or

@@ -24,7 +24,8 @@ A visit to a web site, step by step (浏览器访问网站过程)
    describes what it received; a real site runs its application code.
 5. The response (响应): status line, headers, a blank line, the body.
 6. The four-way close (四次挥手; the source's step 7 writes "四次回送", a
-   slip for 四次挥手): FIN, ACK, FIN, ACK -- each side closes its direction.  With keep-alive (HTTP/1.1's default) this happens only when
+   slip for 四次挥手): FIN, ACK, FIN, ACK -- each side closes its
+   direction.  With keep-alive (HTTP/1.1's default) this happens only when
    the connection is done, after any number of requests; the page below
    numbers the requests on each connection so you can see it.
 

@@ -425,6 +425,38 @@ def test_past_the_run_budget_every_remaining_test_is_reported_not_run(tmp_path):
     assert elapsed < 60
 
 
+def test_only_the_graders_own_timeout_ends_an_exercise():
+    """A test that fails with "DID NOT RAISE TimeoutError" judged the answer, not the clock:
+    the exercise's other tests still run."""
+    import importlib.util
+    sys.path.insert(0, str(REPO / "tests" / "exercises"))  # its own imports: grading, sandbox
+    spec = importlib.util.spec_from_file_location(
+        "exercise_conftest", REPO / "tests" / "exercises" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+
+    def failure(function):
+        try:
+            function()
+        except BaseException:  # noqa: B036 -- pytest's Failed is an OutcomeException
+            return pytest.CallInfo.from_call(function, "call")
+        raise AssertionError("expected a failure")
+
+    def pytest_timeout_fired():
+        pytest.fail("Timeout (>20.0s) from pytest-timeout.")
+
+    def raises_did_not_raise():
+        with pytest.raises(TimeoutError):
+            pass
+
+    def answer_mentions_timeout():
+        pytest.fail("Timeout waiting for the 503: the server answered 200")
+
+    assert conftest.timed_out(failure(pytest_timeout_fired))
+    assert not conftest.timed_out(failure(raises_did_not_raise))
+    assert not conftest.timed_out(failure(answer_mentions_timeout))
+
+
 def test_the_grader_refuses_xdist_in_one_line(tmp_path):
     (tmp_path / "fake_xdist.py").write_text(
         "def pytest_addoption(parser):\n"

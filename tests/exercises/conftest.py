@@ -209,8 +209,11 @@ def pytest_runtest_setup(item):
 
 
 def timed_out(call):
+    """Whether pytest-timeout ended the test (not a test that failed on the word "Timeout",
+    such as pytest.raises(TimeoutError) not raising, which is the student's answer's fault)."""
     error = call.excinfo.value if call.excinfo else None
-    return error is not None and type(error).__name__ == "Failed" and "Timeout" in str(error)
+    return (error is not None and type(error).__name__ == "Failed"
+            and str(error).startswith("Timeout (>") and str(error).endswith("from pytest-timeout."))
 
 
 @pytest.hookimpl(hookwrapper=True)

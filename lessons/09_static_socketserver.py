@@ -43,9 +43,9 @@ Exercise
 A ThreadPoolMixIn of your own, in place of ThreadingMixIn's thread per
 connection: ``--workers N [--queue M]`` starts N threads once, and
 process_request() only puts the connection in a queue of at most M
-(default N) for them; when it is full, the connection is answered ``503
-Service Unavailable`` with ``Retry-After: 1`` and closed (shutdown_request).
-server_close() stops the threads.  Grade it with
+(default N) for them; when it is full, the connection is answered
+``503 Service Unavailable`` with ``Retry-After: 1`` and closed
+(shutdown_request).  server_close() stops the threads.  Grade it with
 ``python3 -m pytest tests/exercises --submission my_answers -k 09``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/09_static_socketserver.html

@@ -150,7 +150,10 @@ class SharedCounter:
 
     def __init__(self):
         self.memory = mmap.mmap(-1, struct.calcsize(self.FORMAT))  # zero-filled
-        self.lock = multiprocessing.Lock()
+        # fork's kind of lock: a semaphore in shared memory, with no name,
+        # reached only by inheriting it (Python 3.14's default kind,
+        # forkserver, would also start a resource-tracker process).
+        self.lock = multiprocessing.get_context("fork").Lock()
 
     def add_one(self):
         """Add one and return the new value.

@@ -46,8 +46,14 @@ def queued_clients(http, server, count=1):
         connections.append(connection)
     for number, connection in enumerate(connections):
         connection.settimeout(WAIT if number == 0 else 0.05)  # WAIT in all: they wait together
-        with pytest.raises(socket.timeout):
-            connection.recv(65536)  # every thread is busy: nothing comes back yet
+        try:
+            early = connection.recv(65536)
+        except socket.timeout:
+            early = None  # every thread is busy: nothing comes back yet, as it should
+        # (Not pytest.raises: its "DID NOT RAISE TimeoutError" would read as the test's
+        # own time running out.)
+        assert early is None, ("every thread is busy, so a client beyond them waits in the "
+                               "queue unanswered; this one got %r" % early[:80])
         connection.settimeout(rawhttp.TIMEOUT)
     return connections
 
@@ -105,12 +111,13 @@ def test_the_queue_holds_as_many_connections_as_threads_by_default(exercise, htt
 def test_the_threads_are_started_once_and_do_not_grow_with_the_clients(exercise, http, site):
     workers = 3
     server = start(exercise, site, "--workers", str(workers), "--queue", "10")
+    assert http.request(server, "/notes.txt").status == 200  # the pool is up by now
     idle = settled_thread_count(server)
     busy = [busy_client(http, server) for _ in range(workers)]
     waiting = queued_clients(http, server, 4)
     loaded = server.thread_count()
     assert loaded <= idle, (
-        "%d threads before any client, %d with %d clients served and %d waiting: the pool is "
+        "%d threads with no client, %d with %d clients served and %d waiting: the pool is "
         "started once, not a thread per connection" % (idle, loaded, workers, len(waiting)))
     assert workers + 1 <= loaded <= workers + 3, (
         "the main thread and %d pool threads (a helper or two allowed): found %d"

@@ -83,7 +83,8 @@ DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may 
 def serve_forever(listener, site):
     server_class = ThreadingStaticServer if site.options.threads else ForkingStaticServer
     if site.options.workers:  # the exercise: a bounded pool of threads
-        server_class = pool_server(site.options.workers, site.options.queue or site.options.workers)
+        options = site.options
+        server_class = pool_server(options.workers, options.queue or options.workers)
     with server_class(listener, site) as server:  # server_close() collects the children
         server.serve_forever()
 

@@ -40,7 +40,7 @@ def count_in(response):
     return int(text)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_stats_answers_the_count_as_plain_text_and_counts_itself(exercise, http, site):
     server = start(exercise, site)
     assert http.request(server, "/notes.txt").status == 200  # one child serves it, and ends
@@ -48,7 +48,7 @@ def test_stats_answers_the_count_as_plain_text_and_counts_itself(exercise, http,
         "one request for a file, then /stats itself: 2 (another child, the same count)"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_requests_from_one_client_after_another_all_add_up(exercise, http, site):
     server = start(exercise, site)
     for path in ("/notes.txt", "/no-such-file", "/index.html", "/notes.txt"):

@@ -92,7 +92,7 @@ def test_with_n_threads_busy_and_m_waiting_the_next_client_is_turned_away(exerci
     busy[1].close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_the_queue_holds_as_many_connections_as_threads_by_default(exercise, http, site):
     server = start(exercise, site, "--workers", "2")
     busy = [busy_client(http, server) for _ in range(2)]
@@ -126,7 +126,7 @@ def test_the_threads_are_started_once_and_do_not_grow_with_the_clients(exercise,
         connection.close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_ctrl_c_stops_the_threads_while_clients_are_served_and_waiting(exercise, http, site):
     server = start(exercise, site, "--workers", "2", "--queue", "2")
     busy = [busy_client(http, server) for _ in range(2)]

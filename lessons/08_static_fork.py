@@ -35,9 +35,11 @@ the source does: no zombies (``Z`` in ps), but no list of children either.
 
 Exercise
 --------
-``--max-children N``: while N children are busy serving, the next
-connection is answered ``503 Service Unavailable`` with ``Retry-After: 1``
-(and closed) instead of getting a new fork.  Grade it with
+``GET /stats`` answers ``200``, ``text/plain``, with one number: how many
+GET and HEAD requests all the children together have answered so far,
+each counted as its answer begins (so /stats counts itself).  A global
+counter will not do: each child adds to its own copy of the parent's
+memory.  Concurrent children must lose no count.  Grade it with
 ``python3 -m pytest tests/exercises --submission my_answers -k 08``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/08_static_fork.html

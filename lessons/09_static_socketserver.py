@@ -40,12 +40,13 @@ Then set ``max_children = 2``, hold three connections open with
 
 Exercise
 --------
-Range requests: ``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` are
-answered ``206 Partial Content`` with ``Content-Range: bytes a-b/size`` and
-exactly those bytes; 200 responses carry ``Accept-Ranges: bytes``; an
-unsatisfiable range is answered ``416`` with ``Content-Range: bytes */size``;
-a malformed or multi-range header may be ignored (a full 200).  Grade it
-with ``python3 -m pytest tests/exercises --submission my_answers -k 09``.
+A ThreadPoolMixIn of your own, in place of ThreadingMixIn's thread per
+connection: ``--workers N [--queue M]`` starts N threads once, and
+process_request() only puts the connection in a queue of at most M
+(default N) for them; when it is full, the connection is answered
+``503 Service Unavailable`` with ``Retry-After: 1`` and closed
+(shutdown_request).  server_close() stops the threads.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 09``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/09_static_socketserver.html
 """

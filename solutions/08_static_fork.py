@@ -35,16 +35,20 @@ the source does: no zombies (``Z`` in ps), but no list of children either.
 
 Exercise
 --------
-``--max-children N``: while N children are busy serving, the next
-connection is answered ``503 Service Unavailable`` with ``Retry-After: 1``
-(and closed) instead of getting a new fork.  Grade it with
+``GET /stats`` answers ``200``, ``text/plain``, with one number: how many
+GET and HEAD requests all the children together have answered so far,
+each counted as its answer begins (so /stats counts itself).  A global
+counter will not do: each child adds to its own copy of the parent's
+memory.  Concurrent children must lose no count.  Grade it with
 ``python3 -m pytest tests/exercises --submission my_answers -k 08``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/08_static_fork.html
 
-Solved here: serve_forever() counts the children still serving (reap_children
-keeps ``children`` current) and, with --max-children N reached, refuse_busy()
-answers 503 itself instead of forking.  The shared blocks are unchanged.
+Solved here: serve_forever() makes a SharedCounter before the first fork:
+an anonymous mmap, which fork() shares instead of copying, and a
+multiprocessing.Lock, a semaphore in shared memory too.  answer() (the
+shared "http" block) asks count_request() first; it adds one under the
+lock and answers /stats.
 """
 
 import argparse
@@ -55,10 +59,13 @@ import errno
 import functools
 import html
 import mimetypes
+import mmap
+import multiprocessing
 import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -72,6 +79,8 @@ children = set()  # pids of the children still running, for stop_children()
 
 
 def serve_forever(listener, site):
+    # Before the first fork, so that every child inherits the same one.
+    site.requests = SharedCounter()  # the exercise
     signal.signal(signal.SIGCHLD, reap_children)
     atexit.register(stop_children, children)  # the parent's exit only: a child uses os._exit
     # CPython runs a Python signal handler between two bytecodes, and after
@@ -88,12 +97,6 @@ def serve_forever(listener, site):
         if accepted is None:
             continue
         client, address = accepted
-        # children shrinks as reap_children collects those that ended, so
-        # its size is the number of children still serving.
-        limit = site.options.max_children  # the exercise
-        if limit is not None and len(children) >= limit:
-            refuse_busy(client, address)
-            continue
         # The child inherits the mask, and unblocks once it is ready.
         hold_signals()
         try:
@@ -113,28 +116,6 @@ def serve_forever(listener, site):
         client.close()
 
 
-def refuse_busy(client, address):
-    """Every child we allow is busy: 503 at once, then close, instead of a fork."""
-    busy = len(children)  # now: by the end of the lingering close, one may have ended
-    with client:
-        try:
-            client.settimeout(1.0)  # the accepting parent must not block on one client
-            client.sendall(error_answer(HTTPError(
-                HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients at once; try again in a "
-                "second.", [("Retry-After", "1")])).data)
-            # A lingering close, kept short because the parent accepts for
-            # everyone: closing with the client's request unread would send a
-            # RST, which can destroy the 503 before the client reads it.
-            client.shutdown(socket.SHUT_WR)
-            client.settimeout(0.05)
-            while client.recv(65536):
-                pass
-        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
-            pass
-    log(address, "- (refused: %d children busy)" % busy,
-        HTTPStatus.SERVICE_UNAVAILABLE, 0)
-
-
 def serve_in_child(listener, client, address, site):
     """The child's whole life: serve one connection, then leave with os._exit."""
     try:
@@ -152,6 +133,61 @@ def serve_in_child(listener, client, address, site):
         # with traceback.print_exc() in an "except Exception" when you debug).
         # stderr is line-buffered, so every log line is out already.
         os._exit(0)
+
+
+class SharedCounter:
+    """A number that every forked child adds to and reads: shared memory, and its lock.
+
+    fork() copies a process's memory (lazily: a page is copied when one side
+    writes to it), so a global ``count += 1`` in a child changes the child's
+    copy alone.  Two kinds of memory are not copied: an mmap made with
+    MAP_SHARED (mmap.mmap(-1, n) is that, with no file behind it) and what
+    multiprocessing.Lock keeps its semaphore in.  Both must exist before the
+    fork: a child made earlier has no way to them.
+    """
+
+    FORMAT = "Q"  # one unsigned 64-bit integer
+
+    def __init__(self):
+        self.memory = mmap.mmap(-1, struct.calcsize(self.FORMAT))  # zero-filled
+        # fork's kind of lock: a semaphore in shared memory, with no name,
+        # reached only by inheriting it (Python 3.14's default kind,
+        # forkserver, would also start a resource-tracker process).
+        self.lock = multiprocessing.get_context("fork").Lock()
+
+    def add_one(self):
+        """Add one and return the new value.
+
+        Read, add, write back: three steps.  Two children doing them at the
+        same moment (on two CPUs, or one preempted between read and write)
+        would both write n + 1, and a count is lost.  The lock makes the
+        three steps one.
+        """
+        with self.lock:
+            value = struct.unpack_from(self.FORMAT, self.memory)[0] + 1
+            struct.pack_into(self.FORMAT, self.memory, 0, value)
+        return value
+
+
+def count_request(request, keep_alive, site):
+    """The exercise: count a GET or HEAD request; for /stats, answer with the count.
+
+    Called by answer() for every request it is about to answer (after
+    check_method: GET and HEAD only), so /stats counts itself.  None: serve
+    the request as usual.
+    """
+    count = site.requests.add_one()
+    if urllib.parse.urlsplit(request.target).path != "/stats":
+        return None
+    body = b"%d\n" % count
+    head = response_head(HTTPStatus.OK, [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", len(body)),
+        ("Cache-Control", "no-store"),  # a new number every time
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    if request.method == "HEAD":
+        return Answer(head, HTTPStatus.OK, 0)
+    return Answer(head + body, HTTPStatus.OK, len(body))
 
 
 def reap_children(signum, frame):
@@ -205,15 +241,7 @@ def allow_signals():
 
 
 def add_arguments(parser):
-    parser.add_argument("--max-children", type=positive, metavar="N",
-                        help="at most N children at once; more clients get 503 (default: no "
-                             "limit)")
-
-
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(text)
+    """Lesson 08 has no options of its own."""
 
 
 def prepare(args):
@@ -542,6 +570,9 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
+        counted = count_request(request, keep_alive, site)  # the exercise: every request counts
+        if counted is not None:
+            return counted  # /stats
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0

@@ -40,19 +40,21 @@ Then set ``max_children = 2``, hold three connections open with
 
 Exercise
 --------
-Range requests: ``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` are
-answered ``206 Partial Content`` with ``Content-Range: bytes a-b/size`` and
-exactly those bytes; 200 responses carry ``Accept-Ranges: bytes``; an
-unsatisfiable range is answered ``416`` with ``Content-Range: bytes */size``;
-a malformed or multi-range header may be ignored (a full 200).  Grade it
-with ``python3 -m pytest tests/exercises --submission my_answers -k 09``.
+A ThreadPoolMixIn of your own, in place of ThreadingMixIn's thread per
+connection: ``--workers N [--queue M]`` starts N threads once, and
+process_request() only puts the connection in a queue of at most M
+(default N) for them; when it is full, the connection is answered
+``503 Service Unavailable`` with ``Retry-After: 1`` and closed
+(shutdown_request).  server_close() stops the threads.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 09``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/09_static_socketserver.html
 
-Solved here: byte_range() reads the Range header and part_answer() builds
-the 206 (or raises 416), both below add_arguments().  The shared blocks
-change where they must: file_head() adds Accept-Ranges, answer() asks
-part_answer() first, and an Answer carries the offset its file is sent from.
+Solved here: ThreadPoolMixIn replaces the mixin's one method,
+process_request(), with a put_nowait() into a queue.Queue(maxsize=M) that
+N threads, started in __init__, take connections from; refuse() answers
+503 when the queue is full; server_close() wakes and joins the threads.
+PoolStaticServer is StaticServer with it.  The shared blocks are unchanged.
 """
 
 import argparse
@@ -63,6 +65,7 @@ import functools
 import html
 import mimetypes
 import os
+import queue
 import re
 import signal
 import socket
@@ -79,6 +82,9 @@ DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may 
 
 def serve_forever(listener, site):
     server_class = ThreadingStaticServer if site.options.threads else ForkingStaticServer
+    if site.options.workers:  # the exercise: a bounded pool of threads
+        options = site.options
+        server_class = pool_server(options.workers, options.queue or options.workers)
     with server_class(listener, site) as server:  # server_close() collects the children
         server.serve_forever()
 
@@ -150,6 +156,110 @@ class ThreadingStaticServer(StaticServer, socketserver.ThreadingMixIn, socketser
     pass
 
 
+class ThreadPoolMixIn:
+    """The exercise: N threads started once serve connections from a queue of at most M.
+
+    ThreadingMixIn starts a thread per connection: a thousand clients, a
+    thousand threads.  Here process_request(), the one step a mixin fills in,
+    only queues the connection; the pool's threads run the rest of the chain
+    (finish_request, shutdown_request).  When the queue is full the client
+    hears "503, come back in a second" at once, instead of waiting unseen in
+    the listen queue.  Set like socketserver's own knobs: as class attributes.
+    """
+
+    pool_threads = 4  # N
+    queue_size = 4  # M: at least 1 (a queue.Queue of size 0 would have no bound at all)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.waiting = queue.Queue(maxsize=self.queue_size)
+        self.serving = set()  # the connections the threads are serving now
+        self.serving_lock = threading.Lock()
+        self.closing = False
+        self.threads = [threading.Thread(target=self.work, name="pool-%d" % number)
+                        for number in range(1, self.pool_threads + 1)]
+        for thread in self.threads:
+            thread.start()
+
+    def process_request(self, request, client_address):
+        try:
+            self.waiting.put_nowait((request, client_address))
+        except queue.Full:
+            self.refuse(request, client_address)
+
+    def work(self):
+        """One pool thread: take a connection, serve it, close it; None means stop."""
+        while True:
+            taken = self.waiting.get()
+            if taken is None:
+                return
+            request, client_address = taken
+            with self.serving_lock:
+                if self.closing:  # taken just as the server closes: not served
+                    self.shutdown_request(request)
+                    continue
+                self.serving.add(request)
+            try:
+                self.finish_request(request, client_address)  # what ThreadingMixIn's thread does
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                with self.serving_lock:
+                    self.serving.discard(request)
+                self.shutdown_request(request)
+
+    def refuse(self, request, client_address):
+        """On the accepting thread: 503 at once, then close, without waiting on the client."""
+        try:
+            request.settimeout(1.0)  # the accept loop serves everyone: never block long here
+            request.sendall(error_answer(HTTPError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Every worker is busy; try again in a second.",
+                [("Retry-After", "1")])).data)
+            # Closing with the request unread would send a RST, which can
+            # destroy the 503 before the client reads it: say FIN and read
+            # what it sent for a moment first (a short lingering close).
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.05)
+            while request.recv(65536):
+                pass
+        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
+            pass
+        self.shutdown_request(request)
+        log(client_address, "- (refused: every worker busy, the queue full)",
+            HTTPStatus.SERVICE_UNAVAILABLE, 0)
+
+    def server_close(self):
+        super().server_close()  # the listener: nobody new
+        with self.serving_lock:
+            self.closing = True
+            serving = list(self.serving)
+        for request in serving:  # a thread waiting in recv() on an idle client wakes up
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        while True:  # queued clients will not be served: close them
+            try:
+                taken = self.waiting.get_nowait()
+            except queue.Empty:
+                break
+            self.shutdown_request(taken[0])
+        for _ in self.threads:
+            self.waiting.put(None)  # one stop sign per thread; each takes one and returns
+        for thread in self.threads:
+            thread.join(LINGER_SECONDS + 1.0)  # a lingering close may hold it that long
+
+
+class PoolStaticServer(StaticServer, ThreadPoolMixIn, socketserver.TCPServer):
+    pass
+
+
+def pool_server(threads, queue_size):
+    """PoolStaticServer with N threads and a queue of M."""
+    return type("PoolStaticServer", (PoolStaticServer,),
+                {"pool_threads": threads, "queue_size": queue_size})
+
+
 def stop_children(pids):
     """End any child still running: one born just after Ctrl+C never got it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for them ourselves now
@@ -176,81 +286,27 @@ def allow_signals():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
-BYTE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # 18 digits: any real file size
-
-
-def byte_range(header, size):
-    """The (first, last) byte positions a Range header asks for, or None for the whole file.
-
-    Raises HTTPError 416 for a range that lies beyond the file.  One range
-    only: a malformed or multi-range header is ignored and the whole file
-    sent, which RFC 9110 §14.2 allows.
-    """
-    match = BYTE_RANGE.fullmatch(header.strip())
-    if not match or match[1] == match[2] == "":
-        return None
-    first, last = match[1], match[2]
-    if first == "":  # bytes=-n: the last n bytes
-        first, last = max(size - int(last), 0), size - 1
-        if int(match[2]) == 0:
-            first = size  # zero bytes from the end: nothing to send
-    else:
-        first, last = int(first), min(int(last), size - 1) if last else size - 1
-        if last < first and first < size:
-            return None  # "bytes=9-3" is invalid, not unsatisfiable: ignore it
-    if first >= size:
-        raise HTTPError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-                        "The file has %d bytes; that range lies beyond them." % size,
-                        [("Content-Range", "bytes */%d" % size)])
-    return first, last
-
-
-def part_answer(request, keep_alive, site):
-    """The 206 Answer to a GET with a Range header, or None: send the whole file.
-
-    Only GET has ranges (RFC 9110 §14.2); HEAD describes the whole file.
-    Not cached: the file cache keeps whole small files, and parts are rare.
-    """
-    if request.method != "GET" or "range" not in request.headers:
-        return None
-    path = translate_path(request.target, site.docroot)
-    file = open_file(path)
-    info = os.fstat(file.fileno())
-    try:
-        wanted = byte_range(request.headers["range"], info.st_size)
-    except HTTPError:  # 416
-        file.close()
-        raise
-    if wanted is None:
-        file.close()
-        return None
-    first, last = wanted
-    size = last - first + 1
-    head = response_head(HTTPStatus.PARTIAL_CONTENT, [
-        ("Content-Type", content_type(path)),
-        ("Content-Length", size),
-        ("Content-Range", "bytes %d-%d/%d" % (first, last, info.st_size)),
-        ("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-        ("Connection", "keep-alive" if keep_alive else "close")])
-    if size > SMALL_FILE:  # streamed by sendfile from byte `first`, as a large file is
-        return Answer(head, HTTPStatus.PARTIAL_CONTENT, size, file, offset=first)
-    with file:
-        file.seek(first)
-        body = file.read(size)
-    if len(body) != size:
-        raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The file changed; try again.",
-                        [("Retry-After", "1")])
-    return Answer(head + body, HTTPStatus.PARTIAL_CONTENT, size)
-
-
 def add_arguments(parser):
     parser.add_argument("--threads", action="store_true",
                         help="a thread per connection (ThreadingMixIn) instead of a process "
                              "(ForkingMixIn)")
+    parser.add_argument("--workers", type=positive, metavar="N",
+                        help="a pool of N threads started once (ThreadPoolMixIn)")
+    parser.add_argument("--queue", type=positive, metavar="M",
+                        help="with --workers: how many accepted connections may wait for a "
+                             "thread (default N); more get 503")
+
+
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
 
 
 def prepare(args):
-    if not args.threads and not hasattr(os, "fork"):
+    if args.queue is not None and args.workers is None:
+        sys.exit("--queue needs --workers")
+    if not args.threads and not args.workers and not hasattr(os, "fork"):
         sys.exit("Lesson 09 needs os.fork, which this platform lacks: "
                  "add --threads, or run lesson 07 (07_static_multiprocessing.py) instead.")
 
@@ -529,7 +585,6 @@ def file_head(path, size, mtime, keep_alive):
     return response_head(HTTPStatus.OK, [
         ("Content-Type", content_type(path)),
         ("Content-Length", size),
-        ("Accept-Ranges", "bytes"),  # the exercise: "you may ask for a part"
         ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
         ("Connection", "keep-alive" if keep_alive else "close")])
 
@@ -560,12 +615,11 @@ def error_answer(error, method="GET", keep_alive=False):
 class Answer:
     """What to send for one request: bytes, then maybe a large file to stream."""
 
-    def __init__(self, data, status, body_size, file=None, offset=0):
+    def __init__(self, data, status, body_size, file=None):
         self.data = data  # the head, and the whole body unless a file follows
         self.status = status
         self.body_size = body_size  # for the log: body bytes, streamed ones included
         self.file = file  # an open large file, to send after data; the sender closes it
-        self.offset = offset  # the exercise: where in the file the body starts
 
 
 def answer(request, keep_alive, site):
@@ -577,9 +631,6 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
-        part = part_answer(request, keep_alive, site)  # the exercise: a Range
-        if part is not None:
-            return part
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0
@@ -765,7 +816,6 @@ def answer_requests(conn, site):
         conn.queue(reply.data)
         if reply.file is not None:
             conn.outgoing.append(FileBody(reply.file, reply.body_size))  # streamed as it drains
-            conn.outgoing[-1].offset = reply.offset  # the exercise: a part starts inside the file
         conn.close_when_sent = not keep_alive
         log_answer(conn.address, request, reply)
     return False

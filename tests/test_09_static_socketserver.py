@@ -78,5 +78,6 @@ def test_the_docstring_shows_the_mixins_and_the_call_chain():
     assert "9. Web静态服务器-多进程(集成模块 socketserver)" in DOCSTRING.splitlines()[0]
     for words in ["ForkingMixIn", "ThreadingMixIn", "serve_forever",
                   "process_request", "request_queue_size", "What changed from the source",
-                  "Try it", "Exercise", "Range", "206 Partial Content", "416"]:
+                  "Try it", "Exercise", "ThreadPoolMixIn", "--workers N",
+                  "503 Service Unavailable", "Retry-After: 1", "server_close"]:
         assert words in DOCSTRING

@@ -44,9 +44,9 @@ SOLUTION_CHANGES = {
         "lists it",
     ("solutions/07_static_multiprocessing.py", "http"):
         "every answer names its worker: response_head() adds X-Worker-PID",
-    ("solutions/09_static_socketserver.py", "http"):
-        "Range requests: file_head() adds Accept-Ranges, answer() asks part_answer() first, "
-        "an Answer carries its file's offset into the queued FileBody",
+    ("solutions/08_static_fork.py", "http"):
+        "every request is counted across the children: answer() asks count_request() first, "
+        "which also answers /stats",
     ("solutions/11_static_gevent.py", "http"):
         "gzip: answer() asks gzip_answer() first, file_head() adds Content-Encoding and Vary",
 }

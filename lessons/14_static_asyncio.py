@@ -155,7 +155,8 @@ class Deadline:
 
     def restart(self):
         """An expiry was caught and handled: the task goes on, with a new deadline."""
-        self.task.uncancel()
+        if self.task.uncancel():  # Ctrl+C cancelled it in the same instant: that one wins
+            raise asyncio.CancelledError
         self.expired = False
         self.timer = self.loop.call_at(self.renew(), self.check)
 

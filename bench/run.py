@@ -70,6 +70,12 @@ CACHE_MODES = ("on", "off", "both")
 # says plainly that other work shared the machine.
 OTHER_WORK_SHARE = 0.10
 CACHE_LABELS = {True: " · caches on", False: " · caches off"}
+# Lessons measured in several setups, each a row of its own (in both cache
+# modes): stem -> [(variant, extra options, pinned to the server's CPU)].
+# Lesson 15 with one worker, pinned as every server is, and with two workers,
+# one per CPU (--cpu-pin), the second sharing its CPU with the load.
+VARIANTS = {"15_static_reuseport": [("1 worker", ["--workers", "1"], True),
+                                    ("2 workers", ["--workers", "2", "--cpu-pin"], False)]}
 NO_CACHE_OPTION = "its --help has no --no-cache"
 
 
@@ -213,17 +219,27 @@ def make_docroot(folder):
 class Lesson:
     """A lesson script, or python3 -m http.server, launched the way the tests launch it."""
 
-    def __init__(self, name, label, script, args=(), cache=True, anchor=False):
+    def __init__(self, name, label, script, args=(), cache=True, anchor=False, variant=None,
+                 pinned=True):
         self.name, self.label, self.script, self.args = name, label, Path(script), list(args)
-        self.cache, self.anchor = cache, anchor
+        self.cache, self.anchor, self.variant, self.pinned = cache, anchor, variant, pinned
         self.process = None
 
     def start(self, docroot, cpu, log_folder):
-        log_name = self.name + ("" if self.cache else "-no-cache") + ".log"
+        log_name = "-".join([self.name] + ([self.variant.replace(" ", "-")] if self.variant
+                                           else []) + ([] if self.cache else ["no-cache"]))
         self.process = start_server(self.script, *self.args, directory=docroot,
-                                    log_path=log_folder / log_name,
+                                    log_path=log_folder / (log_name + ".log"),
                                     output_limit=1024 * 1024)
+        if not self.pinned:
+            return self.process.port
         pin(self.process.pid, cpu)
+        # Children forked before the parent was pinned (lesson 15's workers,
+        # started right after the startup line): the later ones inherit it.
+        for pid in self.processes():
+            if pid != self.process.pid:
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    pin(pid, cpu)
         return self.process.port
 
     def processes(self):
@@ -245,6 +261,8 @@ class Nginx:
     label = "nginx (1 worker, tuned)"
     cache = True  # open_file_cache: its cache of open descriptors and file sizes
     anchor = True
+    variant = None
+    pinned = True
     args = []
 
     def __init__(self):
@@ -453,7 +471,7 @@ def smoke_test(port, expected_body, timeout):
 
 def throughput_round(server, row, docroot, concurrency, settings, cpus, log_folder):
     """Start the server, check it (first round only), run wrk once at each concurrency, stop."""
-    server_cpu, load_cpu = cpus
+    server_cpu, load_cpu = cpus if server.pinned else (None, cpus[1])
     port = server.start(docroot, server_cpu, log_folder)
     try:
         if "smoke" not in row:
@@ -477,7 +495,7 @@ def summarize_throughput(row):
 
 def hold_round(server, row, docroot, settings, cpus, log_folder):
     """The hold test on a freshly started server, alone on the machine."""
-    server_cpu, load_cpu = cpus
+    server_cpu, load_cpu = cpus if server.pinned else (None, cpus[1])
     hold = min(settings["hold"], HOLD_LIMITS.get(server.name[:2], settings["hold"]))
     port = server.start(docroot, server_cpu, log_folder)
     try:
@@ -517,15 +535,20 @@ def servers_to_measure(lesson_ids=None, anchors=True, caches="both", folder=None
         args = ["--timeout", LESSON_TIMEOUT] if "--timeout" in help_text else []
         if "--quiet" in help_text:
             args.append("--quiet")  # no access log, as nginx below
-        if caches in ("on", "both"):
-            entries.append(Lesson(script.stem, script.stem + CACHE_LABELS[True], script, args))
-        if caches in ("off", "both"):
-            if "--no-cache" in help_text:
-                entries.append(Lesson(script.stem, script.stem + CACHE_LABELS[False], script,
-                                      args + ["--no-cache"], cache=False))
-            else:
-                entries.append({"name": script.stem, "label": script.stem + CACHE_LABELS[False],
-                                "cache": False, "skipped": NO_CACHE_OPTION})
+        for variant, extra, pinned in VARIANTS.get(script.stem, [(None, [], True)]):
+            label = script.stem + (" (%s)" % variant if variant else "")
+            more = {"variant": variant, "pinned": pinned} if variant else {}
+            if caches in ("on", "both"):
+                entries.append(Lesson(script.stem, label + CACHE_LABELS[True], script,
+                                      args + extra, **more))
+            if caches in ("off", "both"):
+                if "--no-cache" in help_text:
+                    entries.append(Lesson(script.stem, label + CACHE_LABELS[False], script,
+                                          args + extra + ["--no-cache"], cache=False, **more))
+                else:
+                    entries.append({"name": script.stem, "label": label + CACHE_LABELS[False],
+                                    "cache": False, "skipped": NO_CACHE_OPTION,
+                                    **({"variant": variant} if variant else {})})
     if anchors:
         entries.append(Lesson("http.server", "python3 -m http.server", http.server.__file__,
                               cache=False, anchor=True))
@@ -591,6 +614,8 @@ def measure(lesson_ids=None, concurrency=CONCURRENCY, quick=False, anchors=True,
         docroot = make_docroot(folder / "docroot")
         rows = [{"name": server.name, "label": server.label, "cache": server.cache,
                  **({"anchor": True} if server.anchor else {}),
+                 **({"variant": server.variant} if server.variant else {}),
+                 **({} if server.pinned else {"pinned": False}),
                  "options": list(server.args), "throughput": {},
                  "wrk_runs": {}, "problems": [], "seconds": 0.0} for server in servers]
         # Round by round, every server in turn (a lesson with its caches on,
@@ -635,6 +660,11 @@ def median_rps(row, connections):
     return figures["median"] if figures else None
 
 
+def row_key(row):
+    """What tells a row's caches-on twin: its lesson, and its variant (lesson 15's workers)."""
+    return row["name"], row.get("variant")
+
+
 def ratio(value, reference):
     if not value or not reference:
         return "–"
@@ -663,6 +693,19 @@ def gil_clause(env):
     return ("this run's CPython is free-threaded, so its threads may run Python at once"
             + (", though the server is pinned to one CPU" if env.get("server_cpu") is not None
                else ""))
+
+
+def two_workers_clauses(env):
+    """Where lesson 15's two rows ran, from how the run was pinned (fixed sentence parts)."""
+    if env.get("server_cpu") is not None:
+        return (", pinned to one CPU as every server is,",
+                "runs one worker on each of the first two CPUs (`--cpu-pin`), the second on the "
+                "CPU of wrk and the load generator, which need a core of their own")
+    if (env.get("cpus") or 1) == 1:
+        return ("", "runs both workers on this one CPU, beside the load generator")
+    return (", not pinned here (no taskset),",
+            "runs one worker on each of the first two CPUs (`--cpu-pin`), beside the load "
+            "generator, which is not pinned either")
 
 
 def model_sentences(env):
@@ -718,12 +761,16 @@ def model_sentences(env):
               "asyncio's transports, tasks and stream objects added to each request's cost; "
               "it does not show that the same code runs on kqueue (macOS) unchanged, nor "
               "uvloop, a faster drop-in loop outside the standard library.",
-        "15": "**15 · SO_REUSEPORT workers**: lesson 13's event loop (on `selectors`) in one "
-              "worker process per CPU, each accepting from its own listener on the one port, "
-              "the kernel choosing the listener by a hash of each connection's 4-tuple; %s, "
-              "so its row shows what the extra processes cost rather than the per-core "
-              "scaling that is the model's point, and nothing of the rest of C10M (RSS/RPS, "
-              "io_uring, kernel bypass)." % cores_clause(env),
+        "15": "**15 · SO_REUSEPORT workers**: lesson 13's event loop (on `selectors`) in "
+              "worker processes, each accepting from its own listener on the one port, the "
+              "kernel choosing the listener by a hash of each connection's 4-tuple. Its "
+              "**1 worker** row%s is that loop plus a parent that only waits, so it shows "
+              "what the selectors layer and the extra process cost next to lesson 13's row; "
+              "its **2 workers** row %s: it shows the kernel spreading the connections over "
+              "two loops, not a speed-up, since what the second worker adds is CPU taken from "
+              "the load generator. Neither row shows the per-core scaling that is the model's point "
+              "(that needs more cores than the load takes), nor the rest of C10M (RSS/RPS, "
+              "io_uring, kernel bypass)." % two_workers_clauses(env),
     }
 
 
@@ -814,7 +861,7 @@ def table(rows, concurrency, reference, nginx, floor, with_hold, caches_on_rows=
             else:
                 cells += ["–", "–", "–"]
         if caches_on_rows is not None:
-            on = caches_on_rows.get(row["name"]) if not row.get("anchor") else None
+            on = caches_on_rows.get(row_key(row)) if not row.get("anchor") else None
             cells.append(ratio(median_rps(on, reference), median_rps(row, reference))
                          if on else "–")
         lines.append("| " + " | ".join(cells) + " |")
@@ -846,8 +893,10 @@ def markdown(results, reference_file=False):
               "", "**The machine.** " + machine_state(env), ""]
     if env["server_cpu"] is not None:
         pinning = ("Each server is pinned to CPU %d and the load (wrk, bench.loadgen) to CPU %d "
-                   "(taskset), so no server uses more than one core." % (
-                       env["server_cpu"], env["load_cpu"]))
+                   "(taskset), so no server uses more than one core%s." % (
+                       env["server_cpu"], env["load_cpu"],
+                       "; except lesson 15 with 2 workers, one worker per CPU (see below)"
+                       if any(row.get("pinned") is False for row in rows) else ""))
     else:
         pinning = "Not pinned: fewer than two CPUs (or no taskset); server and load share."
     lines += ["**How.** %s One %d-byte file, keep-alive. Throughput: `wrk -t1 -cN`, median of "
@@ -869,7 +918,7 @@ def markdown(results, reference_file=False):
     if off_rows:
         lines += ["## Caches off (`--no-cache`): the same work per request in every lesson", ""]
         lines += table(off_rows + anchors, concurrency, reference, nginx, floor, with_hold=False,
-                       caches_on_rows={row["name"]: row for row in on_rows
+                       caches_on_rows={row_key(row): row for row in on_rows
                                        if "throughput" in row})
         lines.append("")
     sentences = model_sentences(env)

@@ -28,7 +28,8 @@ What changed from the source's code, and why (details on the lesson's page)
 * ``readuntil(b"\\r\\n\\r\\n")`` would miss pipelined requests, bodies and bare
   ``\\n\\n`` -> read() into the shared Connection and its parser, with its limits;
 * a write() without drain() buffers without bound for a client that never
-  reads -> ``await writer.drain()``, and every await has a timeout.
+  reads -> ``await writer.drain()``, and every await has a timeout: one
+  timer per connection (class Deadline), not ``asyncio.timeout()`` per read.
 
 Try it
 ------
@@ -96,13 +97,19 @@ async def serve_client(reader, writer, site):
     """One client, from its first byte to the close: a coroutine, not a thread."""
     conn = Connection(writer.get_extra_info("socket"),
                       writer.get_extra_info("peername") or ("-",), 0.0)
+    deadline = Deadline(conn, site.timeout)
     finished = False
     try:
-        await converse(conn, reader, writer, site)
+        await converse(conn, reader, writer, site, deadline)
         finished = True
-    except OSError as error:  # reset, broken pipe, a file that changed, a client not reading
+    except OSError as error:  # reset, broken pipe, a file that changed
         log(conn.address, "- (%s)" % error.__class__.__name__, None, 0)
+    except asyncio.CancelledError:
+        if not deadline.expired:
+            raise  # Ctrl+C: asyncio.run() cancels every task
+        log(conn.address, "- (TimeoutError)", None, 0)  # a client that stopped reading
     finally:
+        deadline.stop()
         for piece in conn.outgoing:
             if isinstance(piece, FileBody):
                 piece.file.close()
@@ -116,7 +123,48 @@ async def serve_client(reader, writer, site):
             writer.transport.abort()
 
 
-async def converse(conn, reader, writer, site):
+class Deadline:
+    """The connection's one timer: lesson 13's lazy deadline, on asyncio's clock.
+
+    Not ``async with asyncio.timeout()`` around every read: that schedules
+    and cancels a timer per request (a fifth of this server's CPU time).
+    Before each await that may wait, renew() moves conn.deadline (a float);
+    one timer looks at it when it comes due.  Moved since: the timer re-arms
+    itself for the new time.  Passed: it cancels the task, and the await
+    that was waiting raises CancelledError with ``expired`` set.
+    """
+
+    def __init__(self, conn, timeout):
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.conn = conn
+        self.timeout = timeout
+        self.expired = False
+        self.timer = self.loop.call_at(self.renew(), self.check)
+
+    def renew(self):
+        self.conn.deadline = self.loop.time() + self.timeout
+        return self.conn.deadline
+
+    def check(self):
+        if self.conn.deadline > self.loop.time():
+            self.timer = self.loop.call_at(self.conn.deadline, self.check)  # active since
+        else:
+            self.expired = True
+            self.task.cancel()
+
+    def restart(self):
+        """An expiry was caught and handled: the task goes on, with a new deadline."""
+        if self.task.uncancel():  # Ctrl+C cancelled it in the same instant: that one wins
+            raise asyncio.CancelledError
+        self.expired = False
+        self.timer = self.loop.call_at(self.renew(), self.check)
+
+    def stop(self):
+        self.timer.cancel()
+
+
+async def converse(conn, reader, writer, site, deadline):
     """Read, answer, send, until the conversation is over.
 
     Lessons 12-13's loop turned inside out: instead of a loop that asks
@@ -124,10 +172,13 @@ async def converse(conn, reader, writer, site):
     and asyncio's loop (the same epoll loop, hidden) wakes it.
     """
     while True:
+        deadline.renew()
         try:
-            async with asyncio.timeout(site.timeout):
-                chunk = await reader.read(RECV_SIZE)  # a switch point: others run meanwhile
-        except TimeoutError:
+            chunk = await reader.read(RECV_SIZE)  # a switch point: others run meanwhile
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise  # Ctrl+C
+            deadline.restart()  # time to send a 408, and to linger
             if conn.lingering or not queue_request_timeout(conn):
                 return  # idle, or silent after our FIN: close
             chunk = None  # a request began and stalled: its 408 is queued
@@ -135,7 +186,7 @@ async def converse(conn, reader, writer, site):
             conn.peer_closed = True
         elif chunk and not conn.lingering:  # after our FIN we only wait for theirs
             conn.received += chunk
-        await answer_and_send(conn, writer, site)
+        await answer_and_send(conn, writer, site, deadline)
         if conn.peer_closed:
             return  # the client said goodbye and has all its answers
         if conn.close_when_sent and not conn.lingering:
@@ -146,16 +197,16 @@ async def converse(conn, reader, writer, site):
             conn.lingering = True
 
 
-async def answer_and_send(conn, writer, site):
+async def answer_and_send(conn, writer, site, deadline):
     """Answer the complete requests received, sending each batch before answering more."""
     while True:
         paused = answer_requests(conn, site)  # stops when conn.output_is_full()
-        await send_outgoing(conn, writer, site.timeout)
+        await send_outgoing(conn, writer, deadline)
         if not paused:
             return
 
 
-async def send_outgoing(conn, writer, timeout):
+async def send_outgoing(conn, writer, deadline):
     """Send what is queued, in order; return when the transport has taken it all.
 
     write() never blocks: the transport sends what the socket takes and
@@ -163,22 +214,21 @@ async def send_outgoing(conn, writer, timeout):
     buffer is above its high-water mark, so a client that does not read
     makes us wait (then time out) instead of buffering without bound.
     """
-    loop = asyncio.get_running_loop()
     while conn.outgoing:
         piece = conn.outgoing[0]
         if isinstance(piece, FileBody):
-            await send_file(loop, writer.transport, piece, timeout)
+            await send_file(writer.transport, piece, deadline)
             conn.outgoing.popleft()
             continue
         writer.write(piece)
         conn.outgoing.popleft()
         if writer.transport.get_write_buffer_size():  # the socket did not take it all
-            async with asyncio.timeout(timeout):
-                await writer.drain()
+            deadline.renew()
+            await writer.drain()
 
 
-async def send_file(loop, transport, body, timeout):
-    """A large file after its head, a piece at a time, each piece with its own timeout.
+async def send_file(transport, body, deadline):
+    """A large file after its head, a piece at a time, each piece under a renewed deadline.
 
     loop.sendfile() waits until the transport's buffer (the head) has left,
     then uses os.sendfile() where it can (the kernel copies from the page
@@ -188,8 +238,8 @@ async def send_file(loop, transport, body, timeout):
     with body.file:
         while body.remaining:
             piece = min(body.remaining, SENDFILE_PIECE)
-            async with asyncio.timeout(timeout):
-                sent = await loop.sendfile(transport, body.file, body.offset, piece)
+            deadline.renew()
+            sent = await deadline.loop.sendfile(transport, body.file, body.offset, piece)
             if sent < piece:
                 # The file shrank while we sent it.  Only closing tells the
                 # client that the bytes Content-Length promised will not come.
@@ -218,9 +268,9 @@ def add_arguments(parser):
 
 
 def prepare(args):
-    """asyncio runs on every system; asyncio.timeout() needs Python 3.11."""
-    if not hasattr(asyncio, "timeout"):
-        sys.exit("Lesson 14 needs Python 3.11 or newer (asyncio.timeout); this is %d.%d"
+    """asyncio runs on every system; Task.uncancel() (see Deadline) needs Python 3.11."""
+    if not hasattr(asyncio.Task, "uncancel"):
+        sys.exit("Lesson 14 needs Python 3.11 or newer (Task.uncancel); this is %d.%d"
                  % sys.version_info[:2])
 
 

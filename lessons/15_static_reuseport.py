@@ -23,7 +23,9 @@ What changed from the source, and why (the source has no code for C10M)
 * each worker's loop is the selectors module (epoll on Linux, kqueue on
   macOS and the BSDs), not select.epoll: it runs on every POSIX system;
 * the parent prints the one startup line with the real port, forwards
-  Ctrl+C, and reaps every worker: no orphan keeps the port.
+  Ctrl+C (and kill's SIGTERM, a closed terminal's SIGHUP: it then dies of
+  that signal, as http.server does), and reaps every worker: no orphan
+  keeps the port.
 
 Try it (Linux; macOS accepts SO_REUSEPORT but does not spread connections)
 ------
@@ -71,6 +73,8 @@ from http import HTTPStatus
 SERVER_NAME = "CourseServer/15-reuseport"
 DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may take to arrive
 ACCEPT_BACKOFF = 0.1  # seconds without accept() after running out of descriptors
+# Ctrl+C, kill (SIGTERM) and a closed terminal (SIGHUP): each stops the workers too.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
 
 
 def serve_forever(listener, site):
@@ -87,6 +91,8 @@ def serve_forever(listener, site):
         listeners = [listener] + [open_listener(options.bind, port, reuse_port=True)
                                   for _ in range(options.workers - 1)]
     workers = {}  # pid -> index
+    for number in STOP_SIGNALS - {signal.SIGINT}:  # SIGINT is KeyboardInterrupt already
+        signal.signal(number, stop_signal_received)
     try:
         for index in range(options.workers):
             start_worker(index, listeners, site, workers)
@@ -103,31 +109,47 @@ def serve_forever(listener, site):
             log(("-",), "- (worker %d, pid %d, ended: status %d)" % (index, pid, status),
                 None, 0)
         sys.exit("Every worker has ended; stopping.")
+    except StopSignal as stop:
+        stop_workers(workers)
+        # Then die of the signal, as http.server and the other lessons do: whoever
+        # sent it sees so in our exit status (143 for SIGTERM in a shell).
+        signal.signal(stop.args[0], signal.SIG_DFL)
+        os.kill(os.getpid(), stop.args[0])
     finally:
         stop_workers(workers)  # Ctrl+C, or `kill -INT` sent to the parent only
 
 
+class StopSignal(Exception):
+    """SIGTERM or SIGHUP reached the parent; args[0] is its number."""
+
+
+def stop_signal_received(number, frame):
+    raise StopSignal(number)
+
+
 def start_worker(index, listeners, site, workers):
     """Fork one worker, and record it in workers (pid -> index)."""
-    # SIGINT is held until the new worker is recorded, so that a Ctrl+C
-    # cannot leave one unknown to stop_workers(); the child meets it only
-    # once it has set its own handling (see run_worker).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # The stop signals are held until the new worker is recorded, so that a
+    # Ctrl+C cannot leave one unknown to stop_workers(); the child meets
+    # them only once it has set its own handling (see run_worker).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         pid = os.fork()
         if pid == 0:
             run_worker(index, listeners, site)  # never returns
         workers[pid] = index
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def run_worker(index, listeners, site):
     """A worker's whole life: one event loop on its own listener, then os._exit."""
     try:
-        # Ctrl+C ends a worker at once, silently; the parent says the one line.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        # Ctrl+C (or SIGTERM, SIGHUP) ends a worker at once, silently; the
+        # parent says the one line.
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         mine = listeners[index]
         for sock in set(listeners) - {mine}:
             sock.close()  # the others' listeners: not ours to accept on
@@ -148,7 +170,8 @@ def ended_by_ctrl_c(status):
 
 def stop_workers(workers):
     """Forward Ctrl+C to every worker still running, and reap them all."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # our own Ctrl+C may still be on its way
+    for number in STOP_SIGNALS:  # our own Ctrl+C may still be on its way, or a second kill
+        signal.signal(number, signal.SIG_IGN)
     for pid in workers:
         try:
             os.kill(pid, signal.SIGINT)

@@ -384,9 +384,17 @@ def cpus():
 
 
 def pin(server, cpu):
-    """Keep a server (its threads, and the children it forks later) on one CPU."""
+    """Keep a server (its threads, its children, and those it forks later) on one CPU."""
     if bench_run and cpu is not None:
         bench_run.pin(server.pid, cpu)
+        # Children forked before the parent was pinned (lesson 15's workers start
+        # right after the startup line); the later ones inherit the parent's CPU.
+        for pid in group_pids(server):
+            if pid != server.pid:
+                try:
+                    bench_run.pin(pid, cpu)
+                except subprocess.CalledProcessError:  # it has ended meanwhile
+                    pass
 
 
 def load(port, concurrency, seconds, cpu=None):

@@ -5,7 +5,8 @@ elsewhere (tests/servers.py counts its resident workers).  Here is what only
 this lesson promises: every worker owns a listening socket of its own, all
 on the same port (with --shared: one socket for all); the kernel spreads new
 connections across them; a dead worker's share goes to the others; and
---cpu-pin gives each worker a CPU of its own.
+--cpu-pin gives each worker a CPU of its own; and `kill` or a closed
+terminal stops the workers with the parent, as Ctrl+C does.
 """
 
 import os
@@ -15,7 +16,7 @@ import socket
 import pytest
 
 import rawhttp
-from servers import import_lesson, script_path, wait_for
+from servers import import_lesson, script_path, start_server, wait_for
 
 LESSON = script_path("15_static_reuseport")
 HELD = 40  # connections held open at once: the chance that all hash to one of 2 workers is 2**-39
@@ -119,6 +120,26 @@ def test_when_a_worker_dies_the_others_take_every_new_connection(launch, docroot
     assert wait_for(lambda: dead not in server.group_members()), "the parent reaps it"
     # Were its listener still open somewhere, about half of these would wait forever.
     assert [http_status(server) for _ in range(20)] == [200] * 20
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_kill_or_a_closed_terminal_stops_the_workers_with_the_parent(tmp_path, docroot, name):
+    number = getattr(signal, name)
+    # Not the launch fixture: it expects Ctrl+C's exit status 0.
+    server = start_server(LESSON, "--workers", "2", directory=docroot,
+                          log_path=tmp_path / "server.log")
+    try:
+        workers = workers_of(server, 2)
+        os.kill(server.pid, number)  # the parent only, as `kill PID` does
+        assert server.process.wait(10) == -number, \
+            "it dies of the signal, as http.server does:\n" + server.output()
+        assert not [pid for pid in workers if pid in server.group_members()], \
+            "no worker outlives the parent (an orphan would keep the port)"
+        with pytest.raises(ConnectionRefusedError):
+            rawhttp.connect(server.port)
+        assert "Traceback" not in server.output()
+    finally:
+        server.kill()
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,

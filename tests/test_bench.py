@@ -291,15 +291,19 @@ def made_up_results(load_before, load_after, others=1.0):
     def row(name, cache, rps, **extra):
         figures = {"median": rps, "runs": [rps], "requests_per_second": rps, "requests": 1,
                    "latency_ms": {}, "socket_errors": 0, "non_2xx": 0}
-        return dict(name=name, label=name, cache=cache, options=[], problems=[],
+        return dict(name=name, label=extra.pop("label", name), cache=cache, options=[],
+                    problems=[],
                     throughput={str(c): dict(figures) for c in (10, 100, 1000)}, **extra)
 
     hold = {"connections": 10000, "successes": 10000, "wall_seconds": 1.0,
             "peak_memory_bytes": 30e6}
     rows = []
     for lesson in STATIC_SERVERS:
-        rows.append(row(lesson, True, 20000.0, hold=hold))
-        rows.append(row(lesson, False, 10000.0))
+        for variant, _, pinned in run.VARIANTS.get(lesson, [(None, [], True)]):
+            more = dict(variant=variant, label="%s (%s)" % (lesson, variant),
+                        **({} if pinned else {"pinned": False})) if variant else {}
+            rows.append(row(lesson, True, 20000.0, hold=hold, **more))
+            rows.append(row(lesson, False, 10000.0, **more))
     rows.append(row("http.server", False, 4000.0, anchor=True, hold=hold))
     rows.append(row("nginx", True, 160000.0, anchor=True, hold=hold))
     return [environment] + rows
@@ -329,8 +333,41 @@ def test_the_report_has_both_tables_ratios_and_one_sentence_per_model():
         in off
     assert "| nginx | 160,000" in on and "| nginx | 160,000" in off  # measured once, shown twice
     sentences = table.split("## What each row shows, and what it does not")[1]
-    for number in ("06", "07", "08", "09", "10", "11", "12", "13", "14"):
+    for number in ("06", "07", "08", "09", "10", "11", "12", "13", "14", "15"):
         assert sentences.count("- **%s · " % number) == 1
+
+
+def test_lesson_15_is_measured_with_1_worker_pinned_and_2_workers_one_per_cpu():
+    servers, entries = run.servers_to_measure(["15_static_reuseport"], anchors=False,
+                                              caches="both")
+    assert [(server.label, server.cache, server.pinned) for server in servers] == [
+        ("15_static_reuseport (1 worker) · caches on", True, True),
+        ("15_static_reuseport (1 worker) · caches off", False, True),
+        ("15_static_reuseport (2 workers) · caches on", True, False),
+        ("15_static_reuseport (2 workers) · caches off", False, False)]
+    assert all(server.name == "15_static_reuseport" for server in servers)  # as pages look it up
+    assert servers[0].args[-2:] == ["--workers", "1"]
+    assert servers[2].args[-3:] == ["--workers", "2", "--cpu-pin"]
+
+
+def test_each_lesson_15_row_is_compared_with_its_own_caches_on_twin_and_explained():
+    results = made_up_results((0.2, 0.1, 0.1), (1.9, 1.5, 1.2))
+    for row in results[1:]:
+        if row.get("variant") == "2 workers" and row["cache"]:
+            row["throughput"]["100"]["median"] = 40000.0
+    table = run.markdown(results)
+    on, off = table.split("## Caches on")[1].split("## Caches off")
+    assert "| 15_static_reuseport (1 worker) | 20,000 |" in on
+    assert "| 15_static_reuseport (2 workers) | 20,000 | 40,000 | 20,000 | 0.25 × |" in on
+    # caches on ÷ off: each row against its own twin, not the other variant's
+    assert "| 15_static_reuseport (1 worker) | 10,000 | 10,000 | 10,000 | 0.06 × | 0.06 × | " \
+        "2.50 × | 2.00 × |" in off
+    assert "| 15_static_reuseport (2 workers) | 10,000 | 10,000 | 10,000 | 0.06 × | 0.06 × | " \
+        "2.50 × | 4.00 × |" in off
+    sentence = table.split("- **15 · ")[1].split("\n")[0]
+    assert "**1 worker**" in sentence and "**2 workers**" in sentence
+    assert "not a speed-up" in sentence and "load generator" in sentence
+    assert "except lesson 15 with 2 workers" in table
 
 
 def test_the_reference_files_hold_the_run_as_markdown_and_as_latest_json(tmp_path):

@@ -159,6 +159,21 @@ def test_the_index_shows_every_lesson_of_the_run_in_course_order():
         ["12_static_nonblocking", "on"], ["13_static_epoll", "on"], ["13_static_epoll", "off"]]
 
 
+def test_lesson_15s_rows_say_how_many_workers_each_ran_with():
+    rows = fake_run()
+    for variant, rps in (("1 worker", 50_000), ("2 workers", 80_000)):
+        for cache in (True, False):
+            row = {"name": "15_static_reuseport", "variant": variant, "cache": cache,
+                   "label": "15_static_reuseport (%s)" % variant,
+                   "throughput": {c: {"median": rps / (1 if cache else 2), "socket_errors": 0,
+                                      "non_2xx": 0} for c in ("10", "100", "1000")}}
+            rows.insert(-2, row)
+    region = lesson_pages.region(rows, ["15_static_reuseport"])
+    assert [row[:3] for row in cells(region)] == [
+        ["on (1 worker)", "50,000", "50,000"], ["off (1 worker)", "25,000", "25,000"],
+        ["on (2 workers)", "80,000", "80,000"], ["off (2 workers)", "40,000", "40,000"]]
+
+
 def test_a_lesson_missing_from_the_run_says_so():
     region = lesson_pages.region(fake_run(), ["10_static_threading"])
     assert "Not in the committed run" in region and "<table" not in region

@@ -117,12 +117,13 @@ HEADER = (["Lesson", "Caches"] + ["req/s c=%s" % c for c in CONCURRENCY]
 
 def table_row(row, rows, with_lesson):
     label = html.escape(row["name"])  # the Caches column says which run: no label needed
+    variant = " (%s)" % row["variant"] if row.get("variant") else ""  # lesson 15's workers
     first = "<th scope=\"row\">%s</th>" % label if with_lesson else ""
     if "throughput" not in row:
         reason = row.get("failed") or row.get("skipped") or "no figures"
         return "<tr>%s<td>%s</td><td colspan=\"%d\">not measured: %s</td></tr>" % (
-            first, caches(row), len(HEADER) - 2, html.escape(str(reason)))
-    cells = [caches(row)]
+            first, caches(row) + html.escape(variant), len(HEADER) - 2, html.escape(str(reason)))
+    cells = [caches(row) + variant]
     cells += [requests_per_second(row, c) for c in CONCURRENCY]
     value = median(row, REFERENCE)
     cells.append(ratio(value, median(anchor(rows, "nginx", row), REFERENCE)))
@@ -154,7 +155,8 @@ def region(results, stems):
         return "%s\n%s\n%s" % (BEGIN, body, END)
     env, rows = results[0], results[1:]
     mine = [row for stem in stems for row in rows if row.get("name") == stem]
-    mine.sort(key=lambda row: (stems.index(row["name"]), caches(row) == "off"))
+    mine.sort(key=lambda row: (stems.index(row["name"]), row.get("variant") or "",
+                               caches(row) == "off"))
     with_lesson = len(stems) > 1
     header = HEADER if with_lesson else HEADER[1:]
     lines = [BEGIN]

@@ -17,7 +17,8 @@ import rawhttp
 LESSON = "14_static_asyncio"
 HINT = ("lessons/14_static_asyncio.py, docstring 'Exercise'; serve() starts one serve_client() "
         "coroutine per client: make one asyncio.Semaphore in serve(), acquire it in "
-        "serve_client() under asyncio.timeout(), release it in its finally clause")
+        "serve_client() under the connection's Deadline (its expiry is a CancelledError "
+        "with deadline.expired set), release it in its finally clause")
 
 QUIET = 0.5  # seconds a waiting client must hear nothing
 BEAT = 0.3  # seconds between the requests of a client that keeps its slot busy

@@ -44,7 +44,7 @@ MISSING = "No reference run committed yet: python3 -m bench.run"
 
 
 def server_lessons():
-    """The stems of the server lessons (06-13), in course order."""
+    """The stems of the server lessons (06 onwards), in course order."""
     return sorted(path.stem for path in LESSONS.glob("[0-9][0-9]_static_*.py"))
 
 

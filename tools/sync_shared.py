@@ -47,8 +47,6 @@ SOLUTION_CHANGES = {
     ("solutions/09_static_socketserver.py", "http"):
         "Range requests: file_head() adds Accept-Ranges, answer() asks part_answer() first, "
         "an Answer carries its file's offset into the queued FileBody",
-    ("solutions/11_static_gevent.py", "http"):
-        "gzip: answer() asks gzip_answer() first, file_head() adds Content-Encoding and Vary",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

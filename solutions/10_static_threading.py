@@ -95,7 +95,9 @@ def serve_forever(listener, site):
         # worker interrupted mid-task would print a traceback and break the pool.
         work_pool = concurrent.futures.ProcessPoolExecutor(
             initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-        work_pool.submit(os.getpid).result()  # start the workers now, not at the first /work
+        # Start the pool now, not at the first /work: with the "fork" start method
+        # (Linux before 3.14) every worker is forked here, while no other thread runs.
+        work_pool.submit(os.getpid).result()
         try:
             serve_with_threads(listener, site)
         finally:

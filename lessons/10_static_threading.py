@@ -9,13 +9,14 @@ can corrupt it, so shared state needs a lock (同步互斥).  Here the shared
 state is a count of the connections served, reported at Ctrl+C.
 
 The source: threads cost less than processes but are held back by the GIL,
-except for network I/O.  Both halves are true in the standard CPython: one
-thread at a time runs Python code, and every call that waits (recv, send,
-accept, sendfile) lets go of the GIL, so threads waiting on slow clients
-overlap while the Python work does not -- one core's worth, however many
-threads.  The free-threaded build (PEP 703: python3.13t, supported from
-3.14 by PEP 779) has no GIL: there threads run Python in parallel, and
-unlocked shared state breaks far more readily.  The lesson's page measures it.
+except for network I/O.  Both halves are true of CPython's default build:
+its GIL lets one thread at a time run Python bytecode, and blocking I/O
+(recv, send, accept, sendfile) and many C calls let go of it, so threads
+waiting on slow clients overlap while the Python work does not.  GET
+/work?n=N shows it: it counts the primes below N in pure Python, in the
+connection's thread; k at once take k times as long, on any number of cores.
+The free-threaded build (PEP 703: python3.13t, experimental; supported from
+3.14 by PEP 779) has no GIL: there threads run Python in parallel.
 
 What changed from the source's code, and why (details on the lesson's page)
 * the main thread must not close the client socket, as the source says:
@@ -31,19 +32,22 @@ Try it
     python3 lessons/10_static_threading.py
     nc 127.0.0.1 7890 &                             # a few of these
     ls /proc/$(pgrep -of 10_static)/task | wc -l    # one thread per connection, +1
-    top -H -p $(pgrep -of 10_static)               # the threads, one line each
+    curl 'http://127.0.0.1:7890/work?n=300000'      # 25997 primes, in about 1 s
+    python3 -m bench.cpu                     # 1 /work, then 4 at once: how long?
 Then remove ``with served_lock:`` (keep its body), serve many connections at
-once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``; count them in wrk's
-output) and compare with the count printed at Ctrl+C.
+once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``) and compare wrk's count
+with the one printed at Ctrl+C.
 
 Exercise
 --------
-A bounded thread pool: ``--workers N [--queue M]`` starts N threads that
-serve connections taken from a queue of at most M accepted connections
-(M defaults to N).  When the queue is full, the server answers
-``503 Service Unavailable`` with ``Retry-After: 1`` and closes the
-connection.  Grade it with
-``python3 -m pytest tests/exercises --submission my_answers -k 10``.
+``--cpu processes``: /work counts in a pool of worker processes (a
+concurrent.futures.ProcessPoolExecutor of os.cpu_count() workers, made at
+start-up, shut down at Ctrl+C) while its thread waits for the result; files
+are still served meanwhile.  Every /work answer names the process that
+counted in ``X-Computed-By: <pid>``; ``--cpu threads`` (the default) is
+this lesson.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 10``, then
+compare both with ``python3 -m bench.cpu --server my_answers/10_static_threading.py``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/10_static_threading.html
 """
@@ -107,12 +111,52 @@ def report_served():
     sys.stderr.write("Served %d connections.\n" % served)
 
 
+DEFAULT_WORK = 40_000  # /work's n when the request names none: about 50 ms of Python
+MOST_WORK = 1_000_000  # a larger n is refused (400): counting it would take many seconds
+
+
+def count_primes(n):
+    """The primes below n, by trial division: pure Python, all CPU."""
+    return sum(all(c % d for d in range(2, int(c ** 0.5) + 1)) for c in range(2, n))
+
+
+def answer_work_or_file(request, keep_alive, site):
+    """GET /work?n=N: the primes below N, counted in this connection's thread.
+
+    While it counts, this thread holds the GIL for a few milliseconds at a
+    time (sys.getswitchinterval()), taking turns with the other threads.
+    Any other target goes to the shared answer(): a file.
+    """
+    url = urllib.parse.urlsplit(request.target)
+    if url.path != "/work":
+        return answer_file(request, keep_alive, site)
+    n = urllib.parse.parse_qs(url.query).get("n", [str(DEFAULT_WORK)])[0]
+    if request.method not in ("GET", "HEAD") or not n.isdigit() or int(n) > MOST_WORK:
+        return error_answer(HTTPError(HTTPStatus.BAD_REQUEST, "Ask GET /work?n=N, N at most %d."
+                                      % MOST_WORK), request.method, keep_alive)
+    return text_answer(request, keep_alive, "%d\n" % count_primes(int(n)),
+                       [("X-Computed-By", os.getpid())])
+
+
+def text_answer(request, keep_alive, text, headers):
+    """200 OK with a short text/plain body."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, headers + [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
+
+
 def add_arguments(parser):
     """Lesson 10 has no options of its own."""
 
 
 def prepare(args):
-    """Nothing to check or set up before listening."""
+    # The shared blocks call answer() by name for each request: put /work in
+    # its place, with the shared answer() (files) behind it as answer_file.
+    global answer, answer_file
+    answer_file, answer = answer, answer_work_or_file
 
 
 # ==== shared block "http" ======================================================================

@@ -13,7 +13,7 @@ greenlet when its socket is ready; lessons 12 and 13 build that loop by hand.
 Greenlets switch only where they would wait, so between two waits a
 greenlet runs alone: lesson 10's lock is not needed.  The catch: one thread
 on one core, and one greenlet that computes, or blocks in a call gevent did
-not patch, stalls every connection.
+not patch, stalls every connection.  GET /visits has such a call.
 
 The model's own part is small: monkey.patch_all() before every import;
 gevent.spawn (or a Pool's spawn, bounded) per connection, the loop that
@@ -36,14 +36,22 @@ Try it
     curl -m 3 http://127.0.0.1:7890/      # waits: accepted only when one leaves
     ls /proc/$(pgrep -of 11_static)/task | wc -l   # one thread, however many clients
     python3 -m bench.run --quick --lessons 10_static_threading 11_static_gevent
+Then, with the server started again without --max-connections:
+    curl http://127.0.0.1:7890/visits     # 1, 2, 3...: visits counted in SQLite
+    python3 -c "import sqlite3, time; db = sqlite3.connect('/tmp/course-visits.db');
+    db.execute('BEGIN EXCLUSIVE'); time.sleep(4)" &    # another program writes
+    curl http://127.0.0.1:7890/visits & curl -m 2 http://127.0.0.1:7890/
 
 Exercise
 --------
-gzip: a response whose type is text (``text/*``, JavaScript, JSON, SVG) is
-gzip-compressed when the request's ``Accept-Encoding`` allows gzip (q > 0),
-with ``Content-Encoding: gzip`` and the compressed ``Content-Length``; every
-response for those types carries ``Vary: Accept-Encoding``; binary types,
-and clients that do not accept gzip, get the identity body.  Grade it with
+Find and fix a blocking call.  While another program writes to the
+database (the last two lines above), a client of /visits waits for it, up
+to BUSY_TIMEOUT -- and every other client waits too: even / is not
+answered.  See where the server stands still with
+``GEVENT_MONITOR_THREAD_ENABLE=1 python3 lessons/11_static_gevent.py``:
+gevent's monitor thread prints "appears to be blocked" and a "Blocked
+Stack".  Fix it so that only the clients of /visits wait (and still get
+their count when the database is free).  Grade it with
 ``python3 -m pytest tests/exercises --submission my_answers -k 11``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/11_static_gevent.html
@@ -73,7 +81,9 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -137,10 +147,53 @@ class ConnectionTimer:
         self.timer.close()
 
 
+BUSY_TIMEOUT = 5.0  # seconds /visits waits while another program writes the database
+
+
+def answer_visits_or_file(request, keep_alive, site):
+    """GET /visits: one more visit, counted in an SQLite database; the count.
+
+    Any other target goes to the shared answer(): a file.
+    """
+    url = urllib.parse.urlsplit(request.target)
+    if url.path != "/visits":
+        return answer_file(request, keep_alive, site)
+    try:
+        count = count_visit(site.options.database)
+    except sqlite3.OperationalError as error:  # "database is locked", after BUSY_TIMEOUT
+        return error_answer(HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The database: %s."
+                                      % error, [("Retry-After", "1")]), request.method, keep_alive)
+    return text_answer(request, keep_alive, "%d\n" % count, [])
+
+
+def count_visit(path):
+    """Add a visit to the database at path; the number of visits so far."""
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT)  # how long to wait for another writer
+    try:
+        with db:  # one transaction: committed, or rolled back on an error
+            db.execute("CREATE TABLE IF NOT EXISTS visits (at TEXT)")
+            db.execute("INSERT INTO visits VALUES (datetime('now'))")
+            return db.execute("SELECT count(*) FROM visits").fetchone()[0]
+    finally:
+        db.close()
+
+
+def text_answer(request, keep_alive, text, headers):
+    """200 OK with a short text/plain body."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, headers + [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
+
+
 def add_arguments(parser):
     parser.add_argument("--max-connections", type=int, metavar="N",
                         help="serve at most N connections at once; the others wait to be "
                              "accepted (default: no limit, as in the source)")
+    parser.add_argument("--database", metavar="FILE", help="the SQLite file of /visits",
+                        default=os.path.join(tempfile.gettempdir(), "course-visits.db"))
 
 
 def prepare(args):
@@ -150,6 +203,10 @@ def prepare(args):
     # running, and reports a KeyboardInterrupt raised in a worker as a crash,
     # with a traceback.  So Ctrl+C is thrown into this, the main greenlet.
     gevent.signal_handler(signal.SIGINT, gevent.getcurrent().throw, KeyboardInterrupt)
+    # The shared blocks call answer() by name for each request: put /visits in
+    # its place, with the shared answer() (files) behind it as answer_file.
+    global answer, answer_file
+    answer_file, answer = answer, answer_visits_or_file
 
 
 # ==== shared block "http" ======================================================================

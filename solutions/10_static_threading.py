@@ -9,13 +9,14 @@ can corrupt it, so shared state needs a lock (同步互斥).  Here the shared
 state is a count of the connections served, reported at Ctrl+C.
 
 The source: threads cost less than processes but are held back by the GIL,
-except for network I/O.  Both halves are true in the standard CPython: one
-thread at a time runs Python code, and every call that waits (recv, send,
-accept, sendfile) lets go of the GIL, so threads waiting on slow clients
-overlap while the Python work does not -- one core's worth, however many
-threads.  The free-threaded build (PEP 703: python3.13t, supported from
-3.14 by PEP 779) has no GIL: there threads run Python in parallel, and
-unlocked shared state breaks far more readily.  The lesson's page measures it.
+except for network I/O.  Both halves are true of CPython's default build:
+its GIL lets one thread at a time run Python bytecode, and blocking I/O
+(recv, send, accept, sendfile) and many C calls let go of it, so threads
+waiting on slow clients overlap while the Python work does not.  GET
+/work?n=N shows it: it counts the primes below N in pure Python, in the
+connection's thread; k at once take k times as long, on any number of cores.
+The free-threaded build (PEP 703: python3.13t, experimental; supported from
+3.14 by PEP 779) has no GIL: there threads run Python in parallel.
 
 What changed from the source's code, and why (details on the lesson's page)
 * the main thread must not close the client socket, as the source says:
@@ -31,39 +32,45 @@ Try it
     python3 lessons/10_static_threading.py
     nc 127.0.0.1 7890 &                             # a few of these
     ls /proc/$(pgrep -of 10_static)/task | wc -l    # one thread per connection, +1
-    top -H -p $(pgrep -of 10_static)               # the threads, one line each
+    curl 'http://127.0.0.1:7890/work?n=300000'      # 25997 primes, in about 1 s
+    python3 -m bench.cpu                     # 1 /work, then 4 at once: how long?
 Then remove ``with served_lock:`` (keep its body), serve many connections at
-once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``; count them in wrk's
-output) and compare with the count printed at Ctrl+C.
+once (``wrk -c 50 -d 5s http://127.0.0.1:7890/``) and compare wrk's count
+with the one printed at Ctrl+C.
 
 Exercise
 --------
-A bounded thread pool: ``--workers N [--queue M]`` starts N threads that
-serve connections taken from a queue of at most M accepted connections
-(M defaults to N).  When the queue is full, the server answers
-``503 Service Unavailable`` with ``Retry-After: 1`` and closes the
-connection.  Grade it with
-``python3 -m pytest tests/exercises --submission my_answers -k 10``.
+``--cpu processes``: /work counts in a pool of worker processes (a
+concurrent.futures.ProcessPoolExecutor of os.cpu_count() workers, made at
+start-up, shut down at Ctrl+C) while its thread waits for the result; files
+are still served meanwhile.  Every /work answer names the process that
+counted in ``X-Computed-By: <pid>``; ``--cpu threads`` (the default) is
+this lesson.  Grade it with
+``python3 -m pytest tests/exercises --submission my_answers -k 10``, then
+compare both with ``python3 -m bench.cpu --server my_answers/10_static_threading.py``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/10_static_threading.html
 
-Solved here: with --workers, serve_forever() hands over to serve_with_pool():
-N threads started once take connections from a queue.Queue(maxsize=M), and
-when put_nowait() finds it full, refuse_busy() answers 503 on the accepting
-thread.  The shared blocks are unchanged.
+Solved here: with --cpu processes, serve_forever() makes a
+ProcessPoolExecutor (its workers ignore SIGINT, so that Ctrl+C reaches the
+server alone, which shuts the pool down), and answer_work_or_file() hands
+count_in_worker() to it: the connection's thread waits for the result
+without the GIL, so files and other /work requests go on meanwhile.  The
+shared blocks are unchanged.
 """
 
 import argparse
 import collections
 import atexit
+import concurrent.futures
 import email.utils
 import errno
 import functools
 import html
 import mimetypes
 import os
-import queue
 import re
+import signal
 import socket
 import sys
 import threading
@@ -76,13 +83,31 @@ DEFAULT_TIMEOUT = 15.0  # seconds a connection may stay idle, and a request may 
 
 served_lock = threading.Lock()  # guards served
 served = 0  # connections served, by every thread: read, add and store under served_lock
+work_pool = None  # --cpu processes: the worker processes that count for /work
 
 
 def serve_forever(listener, site):
+    global work_pool
     atexit.register(report_served)
-    if site.options.workers:  # the exercise: a bounded pool
-        return serve_with_pool(listener, site, site.options.workers,
-                               site.options.queue or site.options.workers)
+    if site.options.cpu == "processes":  # the exercise
+        # Made before any connection thread exists; each worker ignores
+        # SIGINT: Ctrl+C goes to the terminal's whole process group, and a
+        # worker interrupted mid-task would print a traceback and break the pool.
+        work_pool = concurrent.futures.ProcessPoolExecutor(
+            initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        # Start the pool now, not at the first /work: with the "fork" start method
+        # (Linux before 3.14) every worker is forked here, while no other thread runs.
+        work_pool.submit(os.getpid).result()
+        try:
+            serve_with_threads(listener, site)
+        finally:
+            # Queued counts are dropped; one in progress is waited for.
+            work_pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        serve_with_threads(listener, site)
+
+
+def serve_with_threads(listener, site):
     while True:
         accepted = accept(listener)
         if accepted is None:
@@ -112,75 +137,70 @@ def serve_and_count(client, address, site):
         served += 1
 
 
-def serve_with_pool(listener, site, workers, queue_size):
-    """N threads, started once, serve connections taken from a bounded queue.
-
-    Unlike a thread per connection, the memory and the threads stay bounded
-    however many clients come: at most N are served and M wait; the next one
-    hears "503, come back in a second" at once instead of waiting unseen.
-    """
-    waiting = queue.Queue(maxsize=queue_size)
-
-    def work():
-        while True:
-            client, address = waiting.get()  # blocks while the queue is empty
-            serve_and_count(client, address, site)
-
-    for number in range(1, workers + 1):
-        # daemon: Ctrl+C ends the process while workers wait on idle clients.
-        threading.Thread(target=work, name="worker-%d" % number, daemon=True).start()
-    while True:
-        accepted = accept(listener)
-        if accepted is None:
-            continue
-        try:
-            waiting.put_nowait(accepted)
-        except queue.Full:
-            refuse_busy(*accepted)
-
-
-def refuse_busy(client, address):
-    """Every worker is busy and the queue is full: 503 at once, then close."""
-    with client:
-        try:
-            client.settimeout(1.0)  # the accepting thread must not block on one client
-            client.sendall(error_answer(HTTPError(
-                HTTPStatus.SERVICE_UNAVAILABLE, "Every worker is busy; try again in a second.",
-                [("Retry-After", "1")])).data)
-            # A lingering close, kept short because this thread accepts for
-            # everyone: closing with the client's request unread would send a
-            # RST, which can destroy the 503 before the client reads it.
-            client.shutdown(socket.SHUT_WR)
-            client.settimeout(0.05)
-            while client.recv(65536):
-                pass
-        except OSError:  # a timeout, a reset: the answer is sent, or cannot be
-            pass
-    log(address, "- (refused: every worker busy, the queue full)",
-        HTTPStatus.SERVICE_UNAVAILABLE, 0)
-
-
 def report_served():
     sys.stderr.write("Served %d connections.\n" % served)
 
 
+DEFAULT_WORK = 40_000  # /work's n when the request names none: about 50 ms of Python
+MOST_WORK = 1_000_000  # a larger n is refused (400): counting it would take many seconds
+
+
+def count_primes(n):
+    """The primes below n, by trial division: pure Python, all CPU."""
+    return sum(all(c % d for d in range(2, int(c ** 0.5) + 1)) for c in range(2, n))
+
+
+def answer_work_or_file(request, keep_alive, site):
+    """GET /work?n=N: the primes below N, counted in this connection's thread.
+
+    While it counts, this thread holds the GIL for a few milliseconds at a
+    time (sys.getswitchinterval()), taking turns with the other threads.
+    Any other target goes to the shared answer(): a file.
+    """
+    url = urllib.parse.urlsplit(request.target)
+    if url.path != "/work":
+        return answer_file(request, keep_alive, site)
+    n = urllib.parse.parse_qs(url.query).get("n", [str(DEFAULT_WORK)])[0]
+    if request.method not in ("GET", "HEAD") or not n.isdigit() or int(n) > MOST_WORK:
+        return error_answer(HTTPError(HTTPStatus.BAD_REQUEST, "Ask GET /work?n=N, N at most %d."
+                                      % MOST_WORK), request.method, keep_alive)
+    if work_pool is None:
+        primes, pid = count_in_worker(int(n))
+    else:  # the exercise: this thread waits, without the GIL, while a worker counts
+        try:
+            primes, pid = work_pool.submit(count_in_worker, int(n)).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # shut down, or broken
+            return error_answer(HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "No worker can count "
+                                          "now."), request.method, keep_alive)
+    return text_answer(request, keep_alive, "%d\n" % primes, [("X-Computed-By", pid)])
+
+
+def count_in_worker(n):
+    """count_primes(n), and the pid of the process that counted."""
+    return count_primes(n), os.getpid()
+
+
+def text_answer(request, keep_alive, text, headers):
+    """200 OK with a short text/plain body."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, headers + [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
+
+
 def add_arguments(parser):
-    parser.add_argument("--workers", type=positive, metavar="N",
-                        help="serve with a pool of N threads (default: a thread per connection)")
-    parser.add_argument("--queue", type=positive, metavar="M",
-                        help="with --workers: how many accepted connections may wait "
-                             "(default N); more get 503")
-
-
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(text)
+    parser.add_argument("--cpu", choices=["threads", "processes"], default="threads",
+                        help="where /work counts: in the connection's thread (default), or "
+                             "in a pool of os.cpu_count() worker processes")
 
 
 def prepare(args):
-    if args.queue is not None and args.workers is None:
-        sys.exit("--queue needs --workers")
+    # The shared blocks call answer() by name for each request: put /work in
+    # its place, with the shared answer() (files) behind it as answer_file.
+    global answer, answer_file
+    answer_file, answer = answer, answer_work_or_file
 
 
 # ==== shared block "http" ======================================================================

@@ -13,7 +13,7 @@ greenlet when its socket is ready; lessons 12 and 13 build that loop by hand.
 Greenlets switch only where they would wait, so between two waits a
 greenlet runs alone: lesson 10's lock is not needed.  The catch: one thread
 on one core, and one greenlet that computes, or blocks in a call gevent did
-not patch, stalls every connection.
+not patch, stalls every connection.  GET /visits has such a call.
 
 The model's own part is small: monkey.patch_all() before every import;
 gevent.spawn (or a Pool's spawn, bounded) per connection, the loop that
@@ -36,22 +36,34 @@ Try it
     curl -m 3 http://127.0.0.1:7890/      # waits: accepted only when one leaves
     ls /proc/$(pgrep -of 11_static)/task | wc -l   # one thread, however many clients
     python3 -m bench.run --quick --lessons 10_static_threading 11_static_gevent
+Then, with the server started again without --max-connections:
+    curl http://127.0.0.1:7890/visits     # 1, 2, 3...: visits counted in SQLite
+    python3 -c "import sqlite3, time; db = sqlite3.connect('/tmp/course-visits.db');
+    db.execute('BEGIN EXCLUSIVE'); time.sleep(4)" &    # another program writes
+    curl http://127.0.0.1:7890/visits & curl -m 2 http://127.0.0.1:7890/
 
 Exercise
 --------
-gzip: a response whose type is text (``text/*``, JavaScript, JSON, SVG) is
-gzip-compressed when the request's ``Accept-Encoding`` allows gzip (q > 0),
-with ``Content-Encoding: gzip`` and the compressed ``Content-Length``; every
-response for those types carries ``Vary: Accept-Encoding``; binary types,
-and clients that do not accept gzip, get the identity body.  Grade it with
+Find and fix a blocking call.  While another program writes to the
+database (the last two lines above), a client of /visits waits for it, up
+to BUSY_TIMEOUT -- and every other client waits too: even / is not
+answered.  See where the server stands still with
+``GEVENT_MONITOR_THREAD_ENABLE=1 python3 lessons/11_static_gevent.py``:
+gevent's monitor thread prints "appears to be blocked" and a "Blocked
+Stack".  Fix it so that only the clients of /visits wait (and still get
+their count when the database is free).  Grade it with
 ``python3 -m pytest tests/exercises --submission my_answers -k 11``.
 
 The lesson's page: http://127.0.0.1:7890/lessons/11_static_gevent.html
 
-Solved here: answer() asks gzip_answer() first; it compresses a text file
-once per version of a cached file (whole, in memory: a flagged shortcut)
-and keeps its head with the entry's other heads.  file_head() adds
-encoding_headers(): Content-Encoding, and Vary on every text answer.
+Solved here: the blocking call is SQLite's.  monkey.patch_all() patches
+Python's own ways to wait (sockets, sleep, select, locks...), but
+count_visit() waits inside SQLite's C library, for another program's lock:
+the one thread stops there, and gevent's hub with it.  Now
+answer_visits_or_file() runs count_visit() in gevent's pool of real threads
+(gevent.get_hub().threadpool), and its greenlet waits for the result the
+patched way; the sqlite3 module lets go of the GIL while SQLite works, so
+the hub serves everyone else meanwhile.  The shared blocks are unchanged.
 """
 
 # First, before any other import: patch_all() replaces the blocking parts of
@@ -72,18 +84,18 @@ import collections
 import email.utils
 import errno
 import functools
-import gzip
 import html
 import mimetypes
 import os
 import re
 import signal
 import socket
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
-import weakref
 from http import HTTPStatus
 
 import gevent
@@ -144,86 +156,56 @@ class ConnectionTimer:
         self.timer.close()
 
 
-# Flagged shortcut: a text file is compressed whole, in memory, before it is
-# sent, so that Content-Length can say its compressed size.  That stalls
-# every greenlet of this one thread while it runs, so larger files go out
-# as they are.  (Lesson 05 compresses as it sends, in chunks, instead.)
-MAX_GZIPPED = 1024 * 1024
-# A small file is compressed once per version: the file cache makes a new
-# CachedFile when the file changes, and the old one's entry here goes with it.
-gzipped_bodies = weakref.WeakKeyDictionary()  # CachedFile -> its body, gzipped
+BUSY_TIMEOUT = 5.0  # seconds /visits waits while another program writes the database
 
 
-def gzip_answer(request, keep_alive, site):
-    """A text file, gzip-compressed for a client that accepts gzip; None: send it as it is."""
-    if not accepts_gzip(request):
-        return None
-    cached = site.files.lookup(request.target, site.docroot) if site.files else None
-    if cached is not None:
-        if not is_text(content_type(cached.path)):
-            return None
-        body = gzipped_bodies.get(cached)
-        if body is None:
-            body = gzipped_bodies[cached] = gzip.compress(cached.body, mtime=0)
-        head = cached.heads.get(("gzip", keep_alive))  # with the heads of this second
-        if head is None:
-            head = cached.heads["gzip", keep_alive] = file_head(
-                cached.path, len(body), cached.identity[0] / 1e9, keep_alive, gzipped=True)
-    else:  # a large file, or --no-cache
-        path = translate_path(request.target, site.docroot)
-        if not is_text(content_type(path)):
-            return None
-        with open_file(path) as file:
-            info = os.fstat(file.fileno())
-            if info.st_size > MAX_GZIPPED:
-                return None
-            body = gzip.compress(file.read(info.st_size), mtime=0)
-        head = file_head(path, len(body), info.st_mtime, keep_alive, gzipped=True)
-    if request.method == "HEAD":
-        return Answer(head, HTTPStatus.OK, 0)
-    return Answer(head + body, HTTPStatus.OK, len(body))
+def answer_visits_or_file(request, keep_alive, site):
+    """GET /visits: one more visit, counted in an SQLite database; the count.
 
-
-def accepts_gzip(request):
-    """Whether Accept-Encoding allows gzip (a q of 0 refuses it; RFC 9110 §12.5.3)."""
-    weights = {}
-    for item in request.headers.get("accept-encoding", "").split(","):
-        coding, *params = [part.strip() for part in item.split(";")]
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if coding:
-            weights[coding.lower()] = q
-    gzip_weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
-    return gzip_weight > 0
-
-
-def is_text(kind):
-    base = kind.split(";")[0]
-    return base.startswith("text/") or base in TEXT_TYPES_WITHOUT_TEXT_PREFIX
-
-
-def encoding_headers(path, gzipped):
-    """Text shrinks to a fraction; images and archives are compressed already.
-
-    For text, the answer depends on Accept-Encoding, and Vary tells caches
-    to keep both kinds.
+    Any other target goes to the shared answer(): a file.
     """
-    headers = [("Content-Encoding", "gzip")] if gzipped else []
-    if is_text(content_type(path)):
-        headers.append(("Vary", "Accept-Encoding"))
-    return headers
+    url = urllib.parse.urlsplit(request.target)
+    if url.path != "/visits":
+        return answer_file(request, keep_alive, site)
+    try:
+        # The exercise: SQLite waits in C, where gevent cannot switch; a real
+        # thread of gevent's pool waits there instead, and this greenlet waits
+        # for that thread the cooperative way.
+        count = gevent.get_hub().threadpool.apply(count_visit, (site.options.database,))
+    except sqlite3.OperationalError as error:  # "database is locked", after BUSY_TIMEOUT
+        return error_answer(HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The database: %s."
+                                      % error, [("Retry-After", "1")]), request.method, keep_alive)
+    return text_answer(request, keep_alive, "%d\n" % count, [])
+
+
+def count_visit(path):
+    """Add a visit to the database at path; the number of visits so far."""
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT)  # how long to wait for another writer
+    try:
+        with db:  # one transaction: committed, or rolled back on an error
+            db.execute("CREATE TABLE IF NOT EXISTS visits (at TEXT)")
+            db.execute("INSERT INTO visits VALUES (datetime('now'))")
+            return db.execute("SELECT count(*) FROM visits").fetchone()[0]
+    finally:
+        db.close()
+
+
+def text_answer(request, keep_alive, text, headers):
+    """200 OK with a short text/plain body."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, headers + [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 def add_arguments(parser):
     parser.add_argument("--max-connections", type=int, metavar="N",
                         help="serve at most N connections at once; the others wait to be "
                              "accepted (default: no limit, as in the source)")
+    parser.add_argument("--database", metavar="FILE", help="the SQLite file of /visits",
+                        default=os.path.join(tempfile.gettempdir(), "course-visits.db"))
 
 
 def prepare(args):
@@ -233,6 +215,10 @@ def prepare(args):
     # running, and reports a KeyboardInterrupt raised in a worker as a crash,
     # with a traceback.  So Ctrl+C is thrown into this, the main greenlet.
     gevent.signal_handler(signal.SIGINT, gevent.getcurrent().throw, KeyboardInterrupt)
+    # The shared blocks call answer() by name for each request: put /visits in
+    # its place, with the shared answer() (files) behind it as answer_file.
+    global answer, answer_file
+    answer_file, answer = answer, answer_visits_or_file
 
 
 # ==== shared block "http" ======================================================================
@@ -505,11 +491,10 @@ def response_head(status, headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def file_head(path, size, mtime, keep_alive, gzipped=False):
+def file_head(path, size, mtime, keep_alive):
     return response_head(HTTPStatus.OK, [
         ("Content-Type", content_type(path)),
         ("Content-Length", size),
-        *encoding_headers(path, gzipped),  # the exercise
         ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
         ("Connection", "keep-alive" if keep_alive else "close")])
 
@@ -556,9 +541,6 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
-        zipped = gzip_answer(request, keep_alive, site)  # the exercise: gzip, if wanted
-        if zipped is not None:
-            return zipped
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0

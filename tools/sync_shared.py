@@ -47,8 +47,6 @@ SOLUTION_CHANGES = {
     ("solutions/08_static_fork.py", "http"):
         "every request is counted across the children: answer() asks count_request() first, "
         "which also answers /stats",
-    ("solutions/11_static_gevent.py", "http"):
-        "gzip: answer() asks gzip_answer() first, file_head() adds Content-Encoding and Vary",
 }
 
 FENCE = re.compile(r'^# ==== (end of )?shared block "([^"]+)" =*$', re.M)

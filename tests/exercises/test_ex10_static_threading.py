@@ -1,88 +1,114 @@
-"""Exercise 10 · a bounded thread pool
+"""Exercise 10 · /work in a pool of processes
 
-`--workers N [--queue M]`: N threads serve connections taken from a queue of
-at most M accepted connections (M defaults to N); when the queue is full the
-next connection is answered 503 Service Unavailable with Retry-After: 1 and
-closed.
+`--cpu processes`: GET /work?n=N counts the primes below N in a pool of at
+most os.cpu_count() worker processes, made at start-up and reused (not a
+process per request), while files are still served; every /work answer
+names the process that counted in `X-Computed-By: <pid>`; Ctrl+C stops the
+server and every worker.
 """
 
-import socket
+import os
+from pathlib import Path
 
 import pytest
 
 import rawhttp
+from servers import wait_for
 
 LESSON = "10_static_threading"
-HINT = ("lessons/10_static_threading.py, docstring 'Exercise'; serve_forever() starts a thread "
-        "per connection: start N once, and feed them through a queue.Queue(maxsize=M)")
+HINT = ("lessons/10_static_threading.py, docstring 'Exercise'; answer_work_or_file() counts in "
+        "the connection's thread: hand count_primes() to a "
+        "concurrent.futures.ProcessPoolExecutor made in serve_forever(), and wait for its result")
 
-WAIT = 1.0  # seconds a queued client must go unanswered
-
-
-def start(exercise, site, *options):
-    # A long idle timeout: a kept-alive connection holds its worker for the whole test.
-    return exercise.serve("--timeout", "60", *options, directory=site)
+# n -> the number of primes below n (pi(n - 1)), as any table of primes says.
+PRIMES_BELOW = {2: 0, 3: 1, 10: 4, 100: 25, 1000: 168, 40_000: 4203, 100_000: 9592}
+LONG_WORK = 300_000  # about 1 s of counting here: long enough to overlap with other requests
 
 
-def busy_client(http, server):
-    """A kept-alive connection that has been served once: a worker now holds it."""
-    connection = http.connect(server)
-    connection.sendall(rawhttp.build_request("/notes.txt"))
-    response = connection.read_response()
-    assert response.status == 200, "a client is served while there are free workers"
-    return connection
+def start(exercise, site):
+    return exercise.serve("--cpu", "processes", directory=site)
 
 
-def queued_client(http, server):
-    """A connection that sent its request and gets no answer yet: it waits in the queue."""
-    connection = http.connect(server)
-    connection.sendall(rawhttp.build_request("/notes.txt", headers=[("Connection", "close")]))
-    connection.settimeout(WAIT)
-    with pytest.raises(socket.timeout):
-        connection.recv(65536)  # no worker is free: nothing comes back yet
-    connection.settimeout(rawhttp.TIMEOUT)
-    return connection
+def parent_of(pid):
+    """The parent pid of a live process, or None once it is gone (Linux)."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[1])
 
 
-def assert_refused(http, server):
-    connection = http.connect(server)
-    connection.sendall(rawhttp.build_request("/notes.txt", headers=[("Connection", "close")]))
-    response = connection.read_response()
-    assert response.status == 503, "workers busy and queue full: 503 Service Unavailable"
-    assert response.header("Retry-After") == "1", "with Retry-After: 1"
-    assert connection.read_until_close() == b"", "and the connection is closed"
-    connection.close()
+def descends_from(pid, ancestor):
+    for _ in range(10):  # a worker may sit under a fork server: a few generations at most
+        pid = parent_of(pid)
+        if pid is None or pid <= 1:
+            return False
+        if pid == ancestor:
+            return True
+    return False
 
 
-@pytest.mark.points(3)
-def test_with_n_workers_busy_and_m_waiting_the_next_client_is_turned_away(exercise, http, site):
-    server = start(exercise, site, "--workers", "2", "--queue", "1")
-    busy = [busy_client(http, server) for _ in range(2)]
-    waiting = queued_client(http, server)
-    assert_refused(http, server)
-    busy[0].close()  # a worker is free: it takes the waiting connection from the queue
-    response = waiting.read_response()
-    assert response.status == 200, "once a worker is free, the queued client is served"
-    waiting.close()
-    busy[1].close()
+def counted_by(response):
+    value = response.header("X-Computed-By")
+    assert value and value.isdigit(), \
+        "every /work answer carries X-Computed-By: <pid> (got %r)" % value
+    return int(value)
+
+
+def work(http, server, n):
+    response = http.request(server, "/work?n=%d" % n)
+    assert response.status == 200, "GET /work?n=%d is answered 200 (got %s)" % (
+        n, response.status)
+    return response
 
 
 @pytest.mark.points(2)
-def test_the_queue_holds_as_many_connections_as_workers_by_default(exercise, http, site):
-    server = start(exercise, site, "--workers", "2")
-    busy = [busy_client(http, server) for _ in range(2)]
-    waiting = [queued_client(http, server) for _ in range(2)]
-    assert_refused(http, server)
-    for connection in busy + waiting:
-        connection.close()
+def test_work_answers_the_number_of_primes_below_n(exercise, http, site):
+    server = start(exercise, site)
+    for n, expected in PRIMES_BELOW.items():
+        response = work(http, server, n)
+        assert response.body.decode().strip() == str(expected), \
+            "/work?n=%d: %d primes below %d" % (n, expected, n)
+    assert http.request(server, "/work?n=oops").status == 400, "an n that is no number: 400"
 
 
-def test_a_single_worker_serves_connections_one_after_another(exercise, http, site):
-    server = start(exercise, site, "--workers", "1", "--queue", "2")
-    first = busy_client(http, server)
-    second = queued_client(http, server)
-    first.close()
-    assert second.read_response().status == 200
-    second.close()
-    for _ in range(3):  # the worker goes back to the queue after each connection
-        assert http.request(server, "/notes.txt").status == 200
+@pytest.mark.points(3)
+def test_work_is_counted_in_a_worker_process_of_the_server_not_in_the_server(
+        exercise, http, site):
+    server = start(exercise, site)
+    pids = [counted_by(work(http, server, 1000)) for _ in range(8)]
+    assert server.pid not in pids, \
+        "with --cpu processes the server's own process (%d) does not count" % server.pid
+    for pid in set(pids):
+        assert descends_from(pid, server.pid), \
+            "X-Computed-By names a live process the server started (%d is none)" % pid
+    assert len(set(pids)) <= (os.cpu_count() or 1), \
+        "a pool of at most os.cpu_count() workers, reused: not a process per request " \
+        "(8 requests were counted by %d processes)" % len(set(pids))
+
+
+@pytest.mark.points(2)
+def test_files_are_served_while_a_worker_counts(exercise, http, site):
+    server = start(exercise, site)
+    with http.connect(server) as slow:
+        slow.sendall(rawhttp.build_request("/work?n=%d" % LONG_WORK))
+        for _ in range(3):
+            assert http.request(server, "/notes.txt").status == 200, \
+                "a file is answered while /work counts"
+        response = slow.read_response()
+    assert response.status == 200 and response.body.decode().strip() == "25997", \
+        "and then /work answers: 25997 primes below %d" % LONG_WORK
+    assert counted_by(response) != server.pid, "counted by a worker, not by the server"
+
+
+@pytest.mark.points(2)
+def test_ctrl_c_stops_the_server_and_every_worker_process(exercise, http, site):
+    server = start(exercise, site)
+    pids = {counted_by(work(http, server, 1000)) for _ in range(4)}
+    assert server.pid not in pids, "/work is counted by worker processes"
+    problems = server.stop()
+    assert not problems, "Ctrl+C stops the server cleanly: %s" % "; ".join(problems)
+    assert server.process.returncode == 0, "and it exits with status 0"
+    assert wait_for(lambda: all(parent_of(pid) is None for pid in pids), timeout=5), \
+        "no worker process is left behind after Ctrl+C"

@@ -120,32 +120,18 @@ def count_primes(n):
     return sum(all(c % d for d in range(2, int(c ** 0.5) + 1)) for c in range(2, n))
 
 
-def answer_work_or_file(request, keep_alive, site):
+def answer_work(request, keep_alive, site):
     """GET /work?n=N: the primes below N, counted in this connection's thread.
 
     While it counts, this thread holds the GIL for a few milliseconds at a
     time (sys.getswitchinterval()), taking turns with the other threads.
-    Any other target goes to the shared answer(): a file.
     """
-    url = urllib.parse.urlsplit(request.target)
-    if url.path != "/work":
-        return answer_file(request, keep_alive, site)
-    n = urllib.parse.parse_qs(url.query).get("n", [str(DEFAULT_WORK)])[0]
-    if request.method not in ("GET", "HEAD") or not n.isdigit() or int(n) > MOST_WORK:
-        return error_answer(HTTPError(HTTPStatus.BAD_REQUEST, "Ask GET /work?n=N, N at most %d."
-                                      % MOST_WORK), request.method, keep_alive)
+    query = urllib.parse.urlsplit(request.target).query
+    n = urllib.parse.parse_qs(query).get("n", [str(DEFAULT_WORK)])[0]
+    if not n.isdigit() or int(n) > MOST_WORK:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "Ask GET /work?n=N, N at most %d." % MOST_WORK)
     return text_answer(request, keep_alive, "%d\n" % count_primes(int(n)),
                        [("X-Computed-By", os.getpid())])
-
-
-def text_answer(request, keep_alive, text, headers):
-    """200 OK with a short text/plain body."""
-    body = text.encode("utf-8")
-    head = response_head(HTTPStatus.OK, headers + [
-        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
-        ("Connection", "keep-alive" if keep_alive else "close")])
-    sent = body if request.method == "GET" else b""
-    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 def add_arguments(parser):
@@ -153,10 +139,7 @@ def add_arguments(parser):
 
 
 def prepare(args):
-    # The shared blocks call answer() by name for each request: put /work in
-    # its place, with the shared answer() (files) behind it as answer_file.
-    global answer, answer_file
-    answer_file, answer = answer, answer_work_or_file
+    ROUTES["/work"] = answer_work  # the shared answer() looks here before it looks for a file
 
 
 # ==== shared block "http" ======================================================================
@@ -470,8 +453,13 @@ class Answer:
         self.file = file  # an open large file, to send after data; the sender closes it
 
 
+# Paths a lesson answers with its own code instead of a file, each with its
+# function(request, keep_alive, site) -> Answer: lesson 10 adds /work, 11 /visits.
+ROUTES = {}
+
+
 def answer(request, keep_alive, site):
-    """The Answer to a well-framed request: the file, or an error page.
+    """The Answer to a well-framed request: a route's, the file, or an error page.
 
     A request that was framed correctly (its head parsed, its body length
     known) leaves the connection usable after an error answer, as nginx
@@ -479,6 +467,9 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
+        route = ROUTES.get(request.target.partition("?")[0]) if ROUTES else None
+        if route is not None:
+            return route(request, keep_alive, site)
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0
@@ -497,6 +488,16 @@ def answer(request, keep_alive, site):
         return Answer(head + body, HTTPStatus.OK, len(body))
     except HTTPError as error:
         return error_answer(error, request.method, keep_alive)
+
+
+def text_answer(request, keep_alive, text, headers=()):
+    """200 OK with a short text/plain body (a route's answer)."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, [*headers,
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 class CachedFile:

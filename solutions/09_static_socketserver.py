@@ -622,8 +622,13 @@ class Answer:
         self.file = file  # an open large file, to send after data; the sender closes it
 
 
+# Paths a lesson answers with its own code instead of a file, each with its
+# function(request, keep_alive, site) -> Answer: lesson 10 adds /work, 11 /visits.
+ROUTES = {}
+
+
 def answer(request, keep_alive, site):
-    """The Answer to a well-framed request: the file, or an error page.
+    """The Answer to a well-framed request: a route's, the file, or an error page.
 
     A request that was framed correctly (its head parsed, its body length
     known) leaves the connection usable after an error answer, as nginx
@@ -631,6 +636,9 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
+        route = ROUTES.get(request.target.partition("?")[0]) if ROUTES else None
+        if route is not None:
+            return route(request, keep_alive, site)
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0
@@ -649,6 +657,16 @@ def answer(request, keep_alive, site):
         return Answer(head + body, HTTPStatus.OK, len(body))
     except HTTPError as error:
         return error_answer(error, request.method, keep_alive)
+
+
+def text_answer(request, keep_alive, text, headers=()):
+    """200 OK with a short text/plain body (a route's answer)."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, [*headers,
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 class CachedFile:

@@ -60,7 +60,7 @@ Solved here: the blocking call is SQLite's.  monkey.patch_all() patches
 Python's own ways to wait (sockets, sleep, select, locks...), but
 count_visit() waits inside SQLite's C library, for another program's lock:
 the one thread stops there, and gevent's hub with it.  Now
-answer_visits_or_file() runs count_visit() in gevent's pool of real threads
+answer_visits() runs count_visit() in gevent's pool of real threads
 (gevent.get_hub().threadpool), and its greenlet waits for the result the
 patched way; the sqlite3 module lets go of the GIL while SQLite works, so
 the hub serves everyone else meanwhile.  The shared blocks are unchanged.
@@ -159,23 +159,17 @@ class ConnectionTimer:
 BUSY_TIMEOUT = 5.0  # seconds /visits waits while another program writes the database
 
 
-def answer_visits_or_file(request, keep_alive, site):
-    """GET /visits: one more visit, counted in an SQLite database; the count.
-
-    Any other target goes to the shared answer(): a file.
-    """
-    url = urllib.parse.urlsplit(request.target)
-    if url.path != "/visits":
-        return answer_file(request, keep_alive, site)
+def answer_visits(request, keep_alive, site):
+    """GET /visits: one more visit, counted in an SQLite database; the count."""
     try:
         # The exercise: SQLite waits in C, where gevent cannot switch; a real
         # thread of gevent's pool waits there instead, and this greenlet waits
         # for that thread the cooperative way.
         count = gevent.get_hub().threadpool.apply(count_visit, (site.options.database,))
     except sqlite3.OperationalError as error:  # "database is locked", after BUSY_TIMEOUT
-        return error_answer(HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The database: %s."
-                                      % error, [("Retry-After", "1")]), request.method, keep_alive)
-    return text_answer(request, keep_alive, "%d\n" % count, [])
+        raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "The database: %s." % error,
+                        [("Retry-After", "1")])
+    return text_answer(request, keep_alive, "%d\n" % count)
 
 
 def count_visit(path):
@@ -188,16 +182,6 @@ def count_visit(path):
             return db.execute("SELECT count(*) FROM visits").fetchone()[0]
     finally:
         db.close()
-
-
-def text_answer(request, keep_alive, text, headers):
-    """200 OK with a short text/plain body."""
-    body = text.encode("utf-8")
-    head = response_head(HTTPStatus.OK, headers + [
-        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
-        ("Connection", "keep-alive" if keep_alive else "close")])
-    sent = body if request.method == "GET" else b""
-    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 def add_arguments(parser):
@@ -215,10 +199,7 @@ def prepare(args):
     # running, and reports a KeyboardInterrupt raised in a worker as a crash,
     # with a traceback.  So Ctrl+C is thrown into this, the main greenlet.
     gevent.signal_handler(signal.SIGINT, gevent.getcurrent().throw, KeyboardInterrupt)
-    # The shared blocks call answer() by name for each request: put /visits in
-    # its place, with the shared answer() (files) behind it as answer_file.
-    global answer, answer_file
-    answer_file, answer = answer, answer_visits_or_file
+    ROUTES["/visits"] = answer_visits  # the shared answer() looks here before it looks for a file
 
 
 # ==== shared block "http" ======================================================================
@@ -532,8 +513,13 @@ class Answer:
         self.file = file  # an open large file, to send after data; the sender closes it
 
 
+# Paths a lesson answers with its own code instead of a file, each with its
+# function(request, keep_alive, site) -> Answer: lesson 10 adds /work, 11 /visits.
+ROUTES = {}
+
+
 def answer(request, keep_alive, site):
-    """The Answer to a well-framed request: the file, or an error page.
+    """The Answer to a well-framed request: a route's, the file, or an error page.
 
     A request that was framed correctly (its head parsed, its body length
     known) leaves the connection usable after an error answer, as nginx
@@ -541,6 +527,9 @@ def answer(request, keep_alive, site):
     """
     try:
         check_method(request)
+        route = ROUTES.get(request.target.partition("?")[0]) if ROUTES else None
+        if route is not None:
+            return route(request, keep_alive, site)
         cached = site.files.lookup(request.target, site.docroot) if site.files else None
         if cached is not None:
             body_size = len(cached.body) if request.method == "GET" else 0
@@ -559,6 +548,16 @@ def answer(request, keep_alive, site):
         return Answer(head + body, HTTPStatus.OK, len(body))
     except HTTPError as error:
         return error_answer(error, request.method, keep_alive)
+
+
+def text_answer(request, keep_alive, text, headers=()):
+    """200 OK with a short text/plain body (a route's answer)."""
+    body = text.encode("utf-8")
+    head = response_head(HTTPStatus.OK, [*headers,
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+        ("Connection", "keep-alive" if keep_alive else "close")])
+    sent = body if request.method == "GET" else b""
+    return Answer(head + sent, HTTPStatus.OK, len(sent))
 
 
 class CachedFile:

@@ -147,7 +147,7 @@ class ConnectionTimer:
         self.timer.close()
 
 
-BUSY_TIMEOUT = 5.0  # seconds /visits waits while another program writes the database
+BUSY_TIMEOUT = 10.0  # seconds /visits waits while another program writes the database
 
 
 def answer_visits(request, keep_alive, site):

@@ -36,10 +36,11 @@ Try it
     curl -m 3 http://127.0.0.1:7890/      # waits: accepted only when one leaves
     ls /proc/$(pgrep -of 11_static)/task | wc -l   # one thread, however many clients
     python3 -m bench.run --quick --lessons 10_static_threading 11_static_gevent
-Then, with the server started again without --max-connections:
+Then, with the server started again without --max-connections, count
+visits, let another program hold the database's lock for 4 s, and ask again:
     curl http://127.0.0.1:7890/visits     # 1, 2, 3...: visits counted in SQLite
-    python3 -c "import sqlite3, time; db = sqlite3.connect('/tmp/course-visits.db');
-    db.execute('BEGIN EXCLUSIVE'); time.sleep(4)" &    # another program writes
+    python3 -c "import sqlite3, time; db = sqlite3.connect(
+    '/tmp/course-visits.db'); db.execute('BEGIN EXCLUSIVE'); time.sleep(4)" &
     curl http://127.0.0.1:7890/visits & curl -m 2 http://127.0.0.1:7890/
 
 Exercise

@@ -46,19 +46,11 @@ def descriptors():
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_one_thread_holds_2000_connections_and_answers_each(launch, site, descriptors):
     server = launch(LESSON, "--quiet", "--timeout", "60", directory=site)
-    clients = []
-    try:
-        for _ in range(MANY):
-            clients.append(rawhttp.connect(server.port))
-        for sock in clients:
-            sock.sendall(rawhttp.build_request("/notes.txt"))
-        for sock in clients:
-            assert rawhttp.ResponseReader(sock).read_response().body == b"plain text\n"
+    with rawhttp.many_connections(server.port, MANY) as clients:
+        for response in rawhttp.ask_each(clients, "/notes.txt"):
+            assert response.body == b"plain text\n"
         assert server.open_descriptors(sockets_only=True) > MANY, "all held at once"
         assert server.thread_count() == 1, "a coroutine per connection, not a thread"
-    finally:
-        for sock in clients:
-            sock.close()
 
 
 def test_a_client_that_stops_reading_a_large_file_stalls_nobody_else(launch, site):
@@ -91,8 +83,7 @@ def test_without_epoll_selectors_picks_another_loop_and_it_still_serves(launch, 
 
 def test_ctrl_c_ends_it_at_once_while_clients_are_connected(launch, site):
     server = launch(LESSON, "--timeout", "60", directory=site)
-    clients = [rawhttp.connect(server.port) for _ in range(20)]
-    try:
+    with rawhttp.many_connections(server.port, 20) as clients:
         for sock in clients[:10]:  # ten kept alive after an answer, ten that never asked
             sock.sendall(rawhttp.build_request("/notes.txt"))
             assert rawhttp.ResponseReader(sock).read_response().status == 200
@@ -100,9 +91,6 @@ def test_ctrl_c_ends_it_at_once_while_clients_are_connected(launch, site):
         assert server.stop() == [], "a clean exit, code 0, no traceback"
         assert time.monotonic() - started < 5, "it does not wait for its clients to leave"
         assert "Keyboard interrupt received, exiting." in server.output()
-    finally:
-        for sock in clients:
-            sock.close()
 
 
 def test_the_docstring_compares_it_with_lessons_11_and_13_and_names_its_loop():

@@ -59,22 +59,6 @@ def socket_inodes(pid):
     return inodes
 
 
-def hold_connections(server, count):
-    """Open `count` connections, each answered once and then kept alive."""
-    clients = []
-    try:
-        for _ in range(count):
-            sock = rawhttp.connect(server.port)
-            clients.append(sock)
-            sock.sendall(rawhttp.build_request("/notes.txt"))
-            assert rawhttp.ResponseReader(sock).read_response().status == 200
-    except BaseException:
-        for sock in clients:
-            sock.close()
-        raise
-    return clients
-
-
 def test_each_worker_owns_a_listening_socket_of_its_own_on_the_one_port(launch, docroot):
     server = launch(LESSON, "--workers", "3", directory=docroot)
     workers = workers_of(server, 3)
@@ -102,7 +86,7 @@ def http_status(server):
 def test_the_kernel_spreads_new_connections_across_the_workers(launch, docroot):
     server = launch(LESSON, "--workers", "2", "--timeout", "60", directory=docroot)
     workers = workers_of(server, 2)
-    clients = hold_connections(server, HELD)
+    clients = rawhttp.open_kept_connections(server.port, HELD)
     try:
         # Each worker holds its listener and some of the connections.
         held = [server.open_descriptors([pid], sockets_only=True) - 1 for pid in workers]

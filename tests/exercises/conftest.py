@@ -73,7 +73,6 @@ class RunState:
         self.causes = {}  # (exercise, cause) -> the first grade that failed with it
         self.interrupted = None  # the signal's name, when the run was interrupted
         self.environment_problems = []
-        self.finished = False
         self.sandbox = sandboxing.Sandbox(config.getoption("sandbox_user", None),
                                           config.getoption("sandbox_work", None),
                                           config.getoption("student_python", None))
@@ -314,7 +313,6 @@ class Exercise:
     def __init__(self, module, submission, log_folder, state):
         self.lesson = module.LESSON
         self.number = module.LESSON[:2]
-        self.title = (module.__doc__ or module.LESSON).strip().splitlines()[0]
         self.submission = submission
         self.script_path = find_submitted(submission, module.LESSON + ".py")
         self.log_folder = log_folder
@@ -406,11 +404,6 @@ class Exercise:
         self.transcript.started(program)
         self.transcript.note("It exited with status", "  %s" % status)
         return status, program.output()
-
-    def processes(self):
-        """Live pids of every process this exercise's programs started."""
-        table = self.sandbox.processes()
-        return sorted(pid for pid in self.sandbox.ours(table) if table[pid][3] != "Z")
 
     def close(self):
         for server in self.shared.values():
@@ -505,11 +498,6 @@ def summary_table(grades):
     return "\n".join(lines)
 
 
-def reported_grades(config):
-    """Every selected test: the ones not reached (interrupted run) count as failed."""
-    return list(config.stash.get(GRADES, []))
-
-
 def pytest_terminal_summary(terminalreporter, config):
     grades = [grade for grade in config.stash.get(GRADES, []) if grade.passed is not None]
     if not grades or nothing_to_grade(config):
@@ -532,7 +520,6 @@ def pytest_sessionfinish(session, exitstatus):
     try:
         # Nothing the submission started may outlive grading, nor write after us.
         state.sandbox.kill_all()
-        state.finished = True
         write_results(session.config, final=True)
     finally:
         for number, handler in handlers.items():
@@ -557,7 +544,7 @@ def escaped(value):
 def results_document(config, final):
     state = config.stash[STATE]
     visibility = config.getoption("results_visibility", None) or "visible"
-    grades = reported_grades(config)
+    grades = list(config.stash.get(GRADES, []))
     if state.interrupted:
         pending = "not run: the grading was interrupted (%s) before this test" % (
             state.interrupted)
@@ -609,7 +596,7 @@ def results_document(config, final):
 
 def write_results(config, final):
     path = config.getoption("gradescope_results", None)
-    if not path or not reported_grades(config):
+    if not path or not config.stash.get(GRADES, []):
         return
     path = config.invocation_params.dir / path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -219,10 +219,6 @@ class Sandbox:
         self.kill(self.ours)
         self.live.clear()
 
-    def remaining(self):
-        table = self.processes()
-        return sorted(p for p in self.ours(table) if table[p][3] != "Z")
-
 
 KNOWN_CHILDREN = set()  # pids of programs the grader started with Popen: Popen reaps those
 

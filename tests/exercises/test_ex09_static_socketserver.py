@@ -50,8 +50,7 @@ def queued_clients(http, server, count=1):
             early = connection.recv(65536)
         except socket.timeout:
             early = None  # every thread is busy: nothing comes back yet, as it should
-        # (Not pytest.raises: its "DID NOT RAISE TimeoutError" would read as the test's
-        # own time running out.)
+        # An assertion, not pytest.raises: its message shows what came back.
         assert early is None, ("every thread is busy, so a client beyond them waits in the "
                                "queue unanswered; this one got %r" % early[:80])
         connection.settimeout(rawhttp.TIMEOUT)
@@ -75,7 +74,8 @@ def settled_thread_count(server):
     def steady():
         readings.append(server.thread_count())
         return len(readings) >= 3 and len(set(readings[-3:])) == 1
-    wait_for(steady, timeout=5.0)
+    assert wait_for(steady, timeout=5.0), \
+        "the server's thread count never held still for 5 s: %s" % readings[-10:]
     return readings[-1]
 
 

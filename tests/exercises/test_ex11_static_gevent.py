@@ -2,7 +2,7 @@
 
 GET /visits counts each visit in an SQLite database (--database FILE).
 While another program holds the database's write lock, a client of /visits
-waits for it (up to the lesson's BUSY_TIMEOUT, 5 s) and then gets its count;
+waits for it (up to the lesson's BUSY_TIMEOUT, 10 s) and then gets its count;
 every other client is served meanwhile, as if nothing waited.
 """
 

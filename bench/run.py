@@ -96,6 +96,19 @@ def pin(pid, cpu):
                        check=True, stdout=subprocess.DEVNULL)
 
 
+def pin_group(leader, members, cpu):
+    """Pin a server and the processes of its group to cpu.
+
+    Children forked before the parent was pinned (lesson 15's workers, started
+    right after the startup line) need their own call; later ones inherit it.
+    """
+    pin(leader, cpu)
+    for pid in members:
+        if pid != leader:
+            with contextlib.suppress(subprocess.CalledProcessError):  # it has ended meanwhile
+                pin(pid, cpu)
+
+
 def on_cpu(command, cpu):
     return ["taskset", "-c", str(cpu), *command] if cpu is not None else list(command)
 
@@ -231,15 +244,7 @@ class Lesson:
         self.process = start_server(self.script, *self.args, directory=docroot,
                                     log_path=log_folder / (log_name + ".log"),
                                     output_limit=1024 * 1024)
-        if not self.pinned:
-            return self.process.port
-        pin(self.process.pid, cpu)
-        # Children forked before the parent was pinned (lesson 15's workers,
-        # started right after the startup line): the later ones inherit it.
-        for pid in self.processes():
-            if pid != self.process.pid:
-                with contextlib.suppress(subprocess.CalledProcessError):
-                    pin(pid, cpu)
+        pin_group(self.process.pid, self.processes(), cpu)  # cpu is None when not pinned
         return self.process.port
 
     def processes(self):
@@ -537,14 +542,14 @@ def servers_to_measure(lesson_ids=None, anchors=True, caches="both", folder=None
             args.append("--quiet")  # no access log, as nginx below
         for variant, extra, pinned in VARIANTS.get(script.stem, [(None, [], True)]):
             label = script.stem + (" (%s)" % variant if variant else "")
-            more = {"variant": variant, "pinned": pinned} if variant else {}
             if caches in ("on", "both"):
                 entries.append(Lesson(script.stem, label + CACHE_LABELS[True], script,
-                                      args + extra, **more))
+                                      args + extra, variant=variant, pinned=pinned))
             if caches in ("off", "both"):
                 if "--no-cache" in help_text:
                     entries.append(Lesson(script.stem, label + CACHE_LABELS[False], script,
-                                          args + extra + ["--no-cache"], cache=False, **more))
+                                          args + extra + ["--no-cache"], cache=False,
+                                          variant=variant, pinned=pinned))
                 else:
                     entries.append({"name": script.stem, "label": label + CACHE_LABELS[False],
                                     "cache": False, "skipped": NO_CACHE_OPTION,

@@ -78,13 +78,9 @@ def raise_descriptor_limit():
     Returns (soft before, soft now, hard).
     """
     import resource  # POSIX only, like the rest of this notebook's /proc reading
+    from bench import loadgen  # its raise_descriptor_limit() copes with an unlimited hard limit
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):  # an "unlimited" hard limit cannot always be had
-            pass
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard
+    return soft, loadgen.raise_descriptor_limit(), hard
 
 
 # ---------------------------------------------------------------------------
@@ -386,15 +382,7 @@ def cpus():
 def pin(server, cpu):
     """Keep a server (its threads, its children, and those it forks later) on one CPU."""
     if bench_run and cpu is not None:
-        bench_run.pin(server.pid, cpu)
-        # Children forked before the parent was pinned (lesson 15's workers start
-        # right after the startup line); the later ones inherit the parent's CPU.
-        for pid in group_pids(server):
-            if pid != server.pid:
-                try:
-                    bench_run.pin(pid, cpu)
-                except subprocess.CalledProcessError:  # it has ended meanwhile
-                    pass
+        bench_run.pin_group(server.pid, group_pids(server), cpu)
 
 
 def load(port, concurrency, seconds, cpu=None):

@@ -34,9 +34,8 @@ def add_cpu_route(lesson):
             seconds = float(urllib.parse.parse_qs(query).get("seconds", ["1"])[0])
             print("cpu-burn: %.1f s starts" % seconds, file=sys.stderr, flush=True)
             deadline = time.monotonic() + seconds
-            spins = 0
             while time.monotonic() < deadline:  # pure Python: holds the CPU (and the GIL)
-                spins += 1
+                pass
             request = lesson.Request(request.method, "/index.html", request.version,
                                      request.headers)  # a new one: a cached head stays as it was
         return plain_answer(request, keep_alive, site)

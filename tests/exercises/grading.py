@@ -96,6 +96,22 @@ class Connection:
     def read_response(self, method="GET"):
         return self.reader.read_response(method)
 
+    def silent_for(self, seconds):
+        """True if nothing arrives, and the connection stays open, for that long.
+
+        It peeks: a byte that does arrive is left for read_response() to read.
+        """
+        self.sock.settimeout(seconds)
+        try:
+            early = self.sock.recv(1, socket.MSG_PEEK)
+        except socket.timeout:
+            return True
+        finally:
+            self.sock.settimeout(rawhttp.TIMEOUT)
+        if not early:
+            self.ending = "connection closed by the program"
+        return False
+
     def read_until_close(self):
         return self.reader.read_until_close()
 

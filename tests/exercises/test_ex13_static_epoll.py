@@ -44,14 +44,6 @@ def drip_until_answered(connection, most_seconds):
     return time.monotonic() - started
 
 
-def assert_idle_for(connection, seconds):
-    """Nothing arrives, and the connection stays open, for that long."""
-    connection.settimeout(seconds)
-    with pytest.raises(socket.timeout):
-        connection.recv(1)
-    connection.settimeout(rawhttp.TIMEOUT)
-
-
 @pytest.mark.points(4)
 def test_a_head_unfinished_s_seconds_after_its_first_byte_times_out_and_is_closed(
         exercise, http, site):
@@ -72,14 +64,16 @@ def test_the_clock_starts_at_the_first_byte_and_stops_at_the_end_of_the_head(
         exercise, http, site):
     server = start(exercise, site, timeout=30, header_timeout=1)
     with http.connect(server) as client:
-        assert_idle_for(client, 1.5)  # silent longer than the header timeout: not a head yet
+        assert client.silent_for(1.5), \
+            "a connection that has sent nothing has no head to time out: it stays open"
         request = rawhttp.build_request("/notes.txt")
         client.sendall(request[:10])  # a slow head, but finished within the header timeout
-        assert_idle_for(client, 0.5)
+        assert client.silent_for(0.5), "half a head, within the header timeout: no answer yet"
         client.sendall(request[10:])
         response = client.read_response()
         assert response.status == 200 and response.body == b"plain text\n"
-        assert_idle_for(client, 1.5)  # kept alive and idle, longer than the header timeout
+        assert client.silent_for(1.5), \
+            "after its answer the clock stops: kept alive and idle past the header timeout"
         client.sendall(rawhttp.build_request("/notes.txt", headers=[("Connection", "close")]))
         assert client.read_response().status == 200
 

@@ -7,7 +7,6 @@ no slot frees within --timeout seconds; every ending gives its slot back.
 """
 
 import socket
-import struct
 import time
 
 import pytest
@@ -36,13 +35,6 @@ def served(http, server):
     return client
 
 
-def assert_no_answer_for(connection, seconds):
-    connection.settimeout(seconds)
-    with pytest.raises(socket.timeout):
-        connection.recv(1)
-    connection.settimeout(rawhttp.TIMEOUT)
-
-
 def answer_has_begun(connection):
     connection.settimeout(0.01)
     try:
@@ -59,7 +51,7 @@ def test_a_client_beyond_the_limit_waits_and_is_served_when_a_slot_frees(exercis
     first, second = served(http, server), served(http, server)
     with http.connect(server) as third:
         third.sendall(rawhttp.build_request("/notes.txt"))
-        assert_no_answer_for(third, QUIET)  # two connections are open: the third waits
+        assert third.silent_for(QUIET), "two connections are open: the third waits unanswered"
         first.close()
         response = third.read_response()  # its coroutine got the slot: served at once
         assert response.status == 200 and response.body == b"plain text\n"
@@ -101,7 +93,7 @@ def test_every_way_a_connection_ends_gives_its_slot_back(exercise, http, site):
         # Reset by the client in the middle of a request.
         with http.connect(server) as reset:
             reset.sendall(b"GET /notes.txt HTTP/1.1\r\n")
-            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            rawhttp.reset(reset.sock)
         # Closed by the client after an answer.
         served(http, server).close()
     with http.connect(server) as idle:  # closed by the server: idle for --timeout

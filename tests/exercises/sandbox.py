@@ -57,6 +57,14 @@ def accessible_to_others(path):
     return bool(path.stat().st_mode & stat.S_IXOTH)
 
 
+def let_through(path):
+    """Let other users pass through path and every folder above it (not list them)."""
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(folder, mode | 0o711)
+
+
 def student_python(preferred=None):
     """The interpreter the sandbox user runs: ours if it can reach it, else the system's."""
     for candidate in (preferred, sys.executable, "/usr/local/bin/python3", "/usr/bin/python3"):
@@ -134,11 +142,7 @@ class Sandbox:
                 full = os.path.join(path, name)
                 if not os.path.islink(full):
                     os.chmod(full, os.stat(full).st_mode | 0o444)
-        for parent in top.parents:
-            mode = parent.stat().st_mode
-            if mode & stat.S_IXOTH:
-                break
-            os.chmod(parent, mode | 0o711)  # pass through, but not list
+        let_through(top.parent)
 
     # -- finding and stopping its processes --------------------------------------
 

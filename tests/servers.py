@@ -192,6 +192,10 @@ class ServerProcess:
         """Live (non-zombie) processes still in the server's process group."""
         return [pid for pid, state in self.group_processes().items() if state != "Z"]
 
+    def workers(self):
+        """The group's live processes other than the program itself (its forked workers)."""
+        return sorted(pid for pid in self.group_members() if pid != self.pid)
+
     def zombies(self):
         """Exited processes of the group that nobody has reaped yet (Linux)."""
         return [pid for pid, state in self.group_processes().items() if state == "Z"]

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc") or not hasattr(socket
 
 def workers_of(server, count):
     """The worker pids, once the parent has started all `count` of them."""
-    assert wait_for(lambda: len(server.group_members()) == count + 1), \
-        "expected %d workers besides the parent: %s" % (count, server.group_members())
-    return sorted(pid for pid in server.group_members() if pid != server.pid)
+    assert wait_for(lambda: len(server.workers()) == count), \
+        "expected %d workers besides the parent: %s" % (count, server.workers())
+    return server.workers()
 
 
 def listening_inodes(port):

@@ -24,23 +24,21 @@ HELD = 40  # connections held at once: all 40 hash to one of 2 workers with chan
 REPLACED_WITHIN = 5.0  # seconds
 
 
-def workers_of(server):
-    return sorted(pid for pid in server.group_members() if pid != server.pid)
-
-
 def start_and_kill_a_worker(exercise, site):
     """A server with WORKERS workers, one of them killed; (server, the killed pid)."""
     server = exercise.serve("--workers", WORKERS, "--timeout", "60", directory=site)
-    assert wait_for(lambda: len(workers_of(server)) == WORKERS), \
+    assert wait_for(lambda: len(server.workers()) == WORKERS), \
         "the lesson starts %d workers with --workers %d" % (WORKERS, WORKERS)
-    killed = workers_of(server)[0]
+    killed = server.workers()[0]
     os.kill(killed, signal.SIGKILL)
     return server, killed
 
 
 def replaced(server, killed):
-    return wait_for(lambda: killed not in workers_of(server)
-                    and len(workers_of(server)) == WORKERS, REPLACED_WITHIN)
+    def n_workers_without_the_killed_one():
+        workers = server.workers()
+        return killed not in workers and len(workers) == WORKERS
+    return wait_for(n_workers_without_the_killed_one, REPLACED_WITHIN)
 
 
 @pytest.mark.points(4)
@@ -48,7 +46,7 @@ def test_a_killed_worker_is_replaced_within_seconds(exercise, http, site):
     server, killed = start_and_kill_a_worker(exercise, site)
     assert replaced(server, killed), \
         "%d workers again within %.0f s of killing one (now: %s)" % (
-            WORKERS, REPLACED_WITHIN, workers_of(server))
+            WORKERS, REPLACED_WITHIN, server.workers())
     assert http.request(server, "/notes.txt").status == 200
 
 
@@ -65,7 +63,7 @@ def test_the_new_worker_takes_its_share_of_new_connections(exercise, http, site)
             assert client.read_response().status == 200
         # Each worker holds its listener, and the connections the kernel gave it.
         held = {pid: server.open_descriptors([pid], sockets_only=True) - 1
-                for pid in workers_of(server)}
+                for pid in server.workers()}
         assert min(held.values()) >= 1, \
             "both workers hold some of %d new connections (held: %s)" % (HELD, held)
     finally:

@@ -348,7 +348,7 @@ def cpu_used_over(server, seconds):
 def start_server(script, *args, log_path=None, cwd=None, env=None, directory=None,
                  port=0, bind="127.0.0.1", startup_timeout=STARTUP_TIMEOUT,
                  output_limit=OUTPUT_LIMIT, leading_args=(), startup_line=STARTUP_LINE,
-                 python=None, popen_options=None):
+                 python=None):
     """Start a lesson server on port 0 and wait for its startup line.
 
     leading_args go before the port: a mode word, as in `01_server_overview.py server 0`.
@@ -357,8 +357,7 @@ def start_server(script, *args, log_path=None, cwd=None, env=None, directory=Non
     if directory is not None:
         command_args += ["--directory", directory]
     server = ServerProcess(script, [*command_args, *args], log_path=log_path, cwd=cwd, env=env,
-                           output_limit=output_limit, python=python,
-                           popen_options=popen_options)
+                           output_limit=output_limit, python=python)
     try:
         return server.wait_for_startup(startup_timeout, startup_line)
     except BaseException:

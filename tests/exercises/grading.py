@@ -236,10 +236,7 @@ def launch(script, args, log_path, sandbox, exercise, directory=None, leading_ar
     typed = command_of(script, args, directory, leading_args)
     if directory is not None:
         sandbox.readable(directory)
-    command_args = [*leading_args, 0, "--bind", "127.0.0.1"]
-    if directory is not None:
-        command_args += ["--directory", directory]
-    server = start_program(script, [*command_args, *args], log_path, sandbox, exercise)
+    server = start_program(script, typed[2:], log_path, sandbox, exercise)  # after python3 FILE
     try:
         server.wait_for_startup(STARTUP_TIMEOUT, startup_line)
     except ServerFailed as failure:
@@ -299,7 +296,7 @@ def dispose(program):
 
 
 def command_of(script, args, directory=None, leading_args=(), port=0):
-    """The command line start_server runs, as a student would type it."""
+    """The command line launch() runs, as a student would type it."""
     command = ["python3", relative(script), *map(str, leading_args), str(port),
                "--bind", "127.0.0.1"]
     if directory is not None:
